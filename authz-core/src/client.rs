@@ -1,0 +1,127 @@
+//! Registered client metadata (RFC 7591 names) and the rules FAPI 2.0 puts on it:
+//! confidential clients only (§5.3.2.1-3), `private_key_jwt` or `tls_client_auth` only
+//! (§5.3.2.1-6), https redirect URIs except loopback (§5.3.2.2-8).
+
+use crate::error::{OAuthError, OAuthResult};
+use crate::redirect::validate_registered_redirect_uri;
+use crate::scope::Scope;
+use fapi_jose::{Alg, Jwks};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    PrivateKeyJwt,
+    TlsClientAuth,
+}
+
+impl ClientAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
+/// A client as the protocol layer sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    pub client_id: String,
+    pub client_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    pub token_endpoint_auth_method: ClientAuthMethod,
+    /// Keys for `private_key_jwt` (and later request objects and DPoP-less signing).
+    #[serde(default)]
+    pub jwks: Jwks,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    /// Space-separated scopes this client may ask for.
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_subject_dn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_dns: Option<String>,
+    #[serde(default = "default_id_token_alg")]
+    pub id_token_signed_response_alg: Alg,
+    /// Platform extension: this client is a resource server allowed to introspect any
+    /// token (RFC 7662 §4 asks us to decide who may).
+    #[serde(default)]
+    pub introspection_allowed: bool,
+}
+
+fn default_id_token_alg() -> Alg {
+    Alg::ES256
+}
+
+impl Client {
+    /// Check a registration document before it is stored.
+    pub fn validate(&self) -> OAuthResult<()> {
+        let bad = |d: &'static str| Err(OAuthError::invalid_request(d));
+        if self.client_id.is_empty() || self.client_id.len() > 128 {
+            return bad("client_id must be 1 to 128 characters");
+        }
+        if self.client_name.trim().is_empty() {
+            return bad("client_name is required");
+        }
+        match self.token_endpoint_auth_method {
+            ClientAuthMethod::PrivateKeyJwt => {
+                if self.jwks.keys.is_empty() {
+                    return bad("private_key_jwt needs at least one key in jwks");
+                }
+                if self.jwks.keys.iter().any(|k| k.has_private_material()) {
+                    return bad("jwks must hold public keys only");
+                }
+            }
+            ClientAuthMethod::TlsClientAuth => {
+                if self.tls_client_auth_subject_dn.is_none()
+                    == self.tls_client_auth_san_dns.is_none()
+                {
+                    return bad(
+                        "tls_client_auth needs exactly one of tls_client_auth_subject_dn or tls_client_auth_san_dns",
+                    );
+                }
+            }
+        }
+        if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty()
+        {
+            return bad("authorization_code clients need at least one redirect_uri");
+        }
+        for uri in &self.redirect_uris {
+            validate_registered_redirect_uri(uri)?;
+        }
+        if Scope::parse(&self.scope).is_err() {
+            return bad("scope is not a valid scope list");
+        }
+        Ok(())
+    }
+
+    pub fn allowed_scope(&self) -> Scope {
+        Scope::parse(&self.scope).unwrap_or_default()
+    }
+
+    pub fn may_use(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}

@@ -1,0 +1,68 @@
+//! Authorization server metadata (RFC 8414 / OIDC Discovery 1.0), listing exactly what
+//! this server does. `mtls_endpoint_aliases` (RFC 8705 §5) point at the listener that asks
+//! for client certificates, so browser pages never are.
+
+use fapi_jose::Alg;
+use serde_json::{Value, json};
+
+pub struct Endpoints {
+    /// Browser-facing base (issuer), e.g. `https://localhost:8443`.
+    pub issuer: String,
+    /// Back-channel base on the mTLS listener, e.g. `https://localhost:8444`.
+    pub mtls_base: String,
+}
+
+pub const SCOPES: [&str; 5] = [
+    "openid",
+    "profile",
+    "accounts",
+    "payments",
+    "offline_access",
+];
+
+pub fn metadata(e: &Endpoints, id_token_algs: &[Alg]) -> Value {
+    let algs: Vec<&str> = Alg::ALL.iter().map(|a| a.as_str()).collect();
+    let id_algs: Vec<&str> = id_token_algs.iter().map(|a| a.as_str()).collect();
+    let m = |p: &str| format!("{}{}", e.mtls_base, p);
+    json!({
+        "issuer": e.issuer,
+        "authorization_endpoint": format!("{}/authorize", e.issuer),
+        "jwks_uri": format!("{}/jwks", e.issuer),
+        // Back-channel endpoints need a client certificate (tokens are mTLS-bound), so
+        // they live only on the mTLS listener and are listed there directly as well.
+        "pushed_authorization_request_endpoint": m("/par"),
+        "token_endpoint": m("/token"),
+        "userinfo_endpoint": m("/userinfo"),
+        "introspection_endpoint": m("/introspect"),
+        "revocation_endpoint": m("/revoke"),
+        "mtls_endpoint_aliases": {
+            "pushed_authorization_request_endpoint": m("/par"),
+            "token_endpoint": m("/token"),
+            "userinfo_endpoint": m("/userinfo"),
+            "introspection_endpoint": m("/introspect"),
+            "revocation_endpoint": m("/revoke"),
+        },
+        "require_pushed_authorization_requests": true,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "introspection_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
+        "introspection_endpoint_auth_signing_alg_values_supported": algs,
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
+        "revocation_endpoint_auth_signing_alg_values_supported": algs,
+        "tls_client_certificate_bound_access_tokens": true,
+        "authorization_response_iss_parameter_supported": true,
+        "scopes_supported": SCOPES,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": id_algs,
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "name"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "acr_values_supported": [crate::tokens::ACR_SCA],
+        "prompt_values_supported": ["none", "login", "consent"],
+    })
+}

@@ -1,0 +1,373 @@
+//! Pushed authorization requests (RFC 9126) validated under FAPI 2.0 §5.3.2.2: `code`
+//! only, PKCE S256 required, `redirect_uri` required and exactly registered, no nested
+//! `request_uri`, no repeated parameters. The authorization endpoint later takes only
+//! `client_id` and `request_uri`, so everything the flow uses is checked here, once.
+
+use crate::client::{Client, GrantType};
+use crate::error::{ErrorCode, OAuthError, OAuthResult};
+use crate::redirect::VerifiedRedirectUri;
+use crate::scope::Scope;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Longest `state` kept (the suite sends > 1,000 characters, FAPI 2.0 Note 4).
+pub const MAX_STATE_LEN: usize = 4096;
+/// FAPI 2.0 §5.3.2.2-14 requires at least 64; we are generous.
+pub const MAX_NONCE_LEN: usize = 512;
+
+/// Parameters consumed by client authentication, not by the authorization request.
+const CLIENT_AUTH_PARAMS: [&str; 2] = ["client_assertion", "client_assertion_type"];
+
+/// A validated authorization request, as stored behind a `request_uri`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: VerifiedRedirectUri,
+    pub scope: String,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub max_age: Option<u64>,
+}
+
+impl AuthorizationRequest {
+    pub fn is_openid(&self) -> bool {
+        self.scope.split(' ').any(|s| s == "openid")
+    }
+}
+
+/// Turn form pairs into a map, refusing repeated parameters (RFC 6749 §3.1, RFC 9126 §2.1).
+pub fn single_valued(pairs: &[(String, String)]) -> OAuthResult<HashMap<&str, &str>> {
+    let mut map = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if map.insert(k.as_str(), v.as_str()).is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {} is repeated",
+                truncate(k)
+            )));
+        }
+    }
+    Ok(map)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Validate a pushed authorization request from an already authenticated `client`.
+pub fn validate_par(
+    params: &HashMap<&str, &str>,
+    client: &Client,
+) -> OAuthResult<AuthorizationRequest> {
+    let get = |k: &str| params.get(k).copied().filter(|v| !v.is_empty());
+    if !client.may_use(GrantType::AuthorizationCode) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client is not registered for authorization_code",
+        ));
+    }
+    if params.contains_key("request_uri") {
+        return Err(OAuthError::invalid_request(
+            "request_uri is not allowed in a pushed authorization request",
+        ));
+    }
+    if params.contains_key("request") {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequestObject,
+            "request objects are not supported by this server",
+        ));
+    }
+    if let Some(id) = get("client_id")
+        && id != client.client_id
+    {
+        return Err(OAuthError::invalid_request(
+            "client_id does not match the authenticated client",
+        ));
+    }
+    match get("response_type") {
+        None => return Err(OAuthError::invalid_request("response_type is required")),
+        Some("code") => {}
+        Some(_) => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            ));
+        }
+    }
+    if let Some(mode) = get("response_mode")
+        && mode != "query"
+    {
+        return Err(OAuthError::invalid_request(
+            "only response_mode=query is supported",
+        ));
+    }
+    let redirect = get("redirect_uri")
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let redirect_uri = VerifiedRedirectUri::verify(redirect, &client.redirect_uris)?;
+
+    let challenge = get("code_challenge")
+        .ok_or_else(|| OAuthError::invalid_request("code_challenge is required (PKCE)"))?;
+    match get("code_challenge_method") {
+        Some("S256") => {}
+        None => {
+            return Err(OAuthError::invalid_request(
+                "code_challenge_method is required and must be S256",
+            ));
+        }
+        Some(_) => {
+            return Err(OAuthError::invalid_request(
+                "code_challenge_method must be S256",
+            ));
+        }
+    }
+    // An S256 challenge is base64url(SHA-256): exactly 43 characters.
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(OAuthError::invalid_request(
+            "code_challenge is not a base64url SHA-256 value",
+        ));
+    }
+
+    let scope_str = get("scope").ok_or_else(|| OAuthError::invalid_scope("scope is required"))?;
+    let scope =
+        Scope::parse(scope_str).map_err(|_| OAuthError::invalid_scope("scope is malformed"))?;
+    if scope.is_empty() {
+        return Err(OAuthError::invalid_scope("scope is required"));
+    }
+    if !scope.is_subset(&client.allowed_scope()) {
+        return Err(OAuthError::invalid_scope(
+            "scope includes values this client may not request",
+        ));
+    }
+
+    let state = get("state").map(str::to_owned);
+    if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
+        return Err(OAuthError::invalid_request("state is too long"));
+    }
+    let nonce = get("nonce").map(str::to_owned);
+    if nonce.as_ref().is_some_and(|s| s.len() > MAX_NONCE_LEN) {
+        return Err(OAuthError::invalid_request("nonce is too long"));
+    }
+    let prompt = get("prompt").map(str::to_owned);
+    if let Some(p) = &prompt
+        && !p
+            .split(' ')
+            .all(|v| matches!(v, "none" | "login" | "consent" | "select_account"))
+    {
+        return Err(OAuthError::invalid_request(
+            "prompt has an unsupported value",
+        ));
+    }
+    let max_age =
+        match get("max_age") {
+            None => None,
+            Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                OAuthError::invalid_request("max_age must be a non-negative integer")
+            })?),
+        };
+    let _ = CLIENT_AUTH_PARAMS; // documented above; the server strips them before this call
+    Ok(AuthorizationRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri,
+        scope: scope.to_string(),
+        state,
+        nonce,
+        code_challenge: challenge.to_owned(),
+        prompt,
+        max_age,
+    })
+}
+
+/// RFC 7636 §4.6 with S256 only.
+pub fn verify_pkce(code_verifier: Option<&str>, code_challenge: &str) -> OAuthResult<()> {
+    let v = code_verifier.ok_or_else(|| OAuthError::invalid_grant("code_verifier is required"))?;
+    if !(43..=128).contains(&v.len())
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    {
+        return Err(OAuthError::invalid_grant("code_verifier is malformed"));
+    }
+    if fapi_jose::sha256_b64(v.as_bytes()) != code_challenge {
+        return Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::client::ClientAuthMethod;
+
+    fn client() -> Client {
+        Client {
+            client_id: "c1".into(),
+            client_name: "TPP".into(),
+            client_uri: None,
+            token_endpoint_auth_method: ClientAuthMethod::TlsClientAuth,
+            jwks: Default::default(),
+            redirect_uris: vec!["https://tpp.example/cb".into()],
+            grant_types: vec![GrantType::AuthorizationCode],
+            scope: "openid accounts".into(),
+            tls_client_auth_subject_dn: Some("CN=c1".into()),
+            tls_client_auth_san_dns: None,
+            id_token_signed_response_alg: fapi_jose::Alg::ES256,
+            introspection_allowed: false,
+        }
+    }
+
+    const CH: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    fn base() -> Vec<(String, String)> {
+        [
+            ("response_type", "code"),
+            ("client_id", "c1"),
+            ("redirect_uri", "https://tpp.example/cb"),
+            ("scope", "openid"),
+            ("code_challenge", CH),
+            ("code_challenge_method", "S256"),
+            ("state", "xyz"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+    }
+
+    fn run(edit: impl FnOnce(&mut Vec<(String, String)>)) -> OAuthResult<AuthorizationRequest> {
+        let mut p = base();
+        edit(&mut p);
+        let m = single_valued(&p)?;
+        validate_par(&m, &client())
+    }
+
+    fn set(p: &mut Vec<(String, String)>, k: &str, v: Option<&str>) {
+        p.retain(|(a, _)| a != k);
+        if let Some(v) = v {
+            p.push((k.into(), v.into()));
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_request() {
+        let r = run(|_| {}).unwrap();
+        assert_eq!(r.redirect_uri.as_str(), "https://tpp.example/cb");
+        assert!(r.is_openid());
+    }
+
+    type Edit = Box<dyn FnOnce(&mut Vec<(String, String)>)>;
+
+    #[test]
+    fn every_rule_rejects() {
+        let cases: Vec<(&str, Edit, ErrorCode)> = vec![
+            (
+                "token response type",
+                Box::new(|p| set(p, "response_type", Some("token"))),
+                ErrorCode::UnsupportedResponseType,
+            ),
+            (
+                "hybrid",
+                Box::new(|p| set(p, "response_type", Some("code id_token"))),
+                ErrorCode::UnsupportedResponseType,
+            ),
+            (
+                "no response type",
+                Box::new(|p| set(p, "response_type", None)),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "no pkce",
+                Box::new(|p| set(p, "code_challenge", None)),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "plain pkce",
+                Box::new(|p| set(p, "code_challenge_method", Some("plain"))),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "no pkce method",
+                Box::new(|p| set(p, "code_challenge_method", None)),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "no redirect",
+                Box::new(|p| set(p, "redirect_uri", None)),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "wrong redirect",
+                Box::new(|p| set(p, "redirect_uri", Some("https://evil.example/cb"))),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "nested request_uri",
+                Box::new(|p| set(p, "request_uri", Some("urn:x"))),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "other client",
+                Box::new(|p| set(p, "client_id", Some("c2"))),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "bad scope",
+                Box::new(|p| set(p, "scope", Some("openid payments"))),
+                ErrorCode::InvalidScope,
+            ),
+            (
+                "no scope",
+                Box::new(|p| set(p, "scope", None)),
+                ErrorCode::InvalidScope,
+            ),
+            (
+                "repeated",
+                Box::new(|p| p.push(("state".into(), "again".into()))),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "long nonce",
+                Box::new(|p| set(p, "nonce", Some(&"n".repeat(513)))),
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                "jarm",
+                Box::new(|p| set(p, "response_mode", Some("jwt"))),
+                ErrorCode::InvalidRequest,
+            ),
+        ];
+        for (name, edit, code) in cases {
+            let e = run(edit).expect_err(name);
+            assert_eq!(e.code, code, "{name}");
+        }
+    }
+
+    #[test]
+    fn long_state_and_64_char_nonce_are_fine() {
+        let r = run(|p| {
+            set(p, "state", Some(&"s".repeat(1500)));
+            set(p, "nonce", Some(&"n".repeat(64)));
+        })
+        .unwrap();
+        assert_eq!(r.nonce.unwrap().len(), 64);
+    }
+
+    #[test]
+    fn pkce_s256() {
+        // RFC 7636 appendix B.
+        verify_pkce(Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), CH).unwrap();
+        assert!(verify_pkce(Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX"), CH).is_err());
+        assert!(verify_pkce(None, CH).is_err());
+        assert!(verify_pkce(Some("short"), CH).is_err());
+    }
+}

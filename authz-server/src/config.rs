@@ -1,0 +1,258 @@
+//! Configuration: defaults, then an optional TOML file, then `WEKEZA_*` environment
+//! variables (plus the conventional `DATABASE_URL` / `REDIS_URL`). Unknown keys are
+//! refused, and [`Config::validate`] turns the raw values into a checked configuration
+//! with every problem listed at once.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Generates dev PKI, keys, sandbox TPPs and a sandbox customer at first start.
+    Sandbox,
+    /// Generates nothing: certificates, keys and clients must be provided.
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub mode: Mode,
+    /// Host name in every URL we publish. `localhost`, not an IP: WebAuthn needs a name.
+    pub public_host: String,
+    pub bind_address: String,
+    /// Browser-facing listener (issuer, authorization endpoint, login and consent pages).
+    pub web_port: u16,
+    /// Back-channel listener that asks for client certificates (PAR, token, userinfo...).
+    pub mtls_port: u16,
+    /// Resource server listener.
+    pub rs_port: u16,
+    pub database_url: String,
+    /// PostgreSQL schema to use (created if missing); isolates test runs on one database.
+    pub database_schema: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
+    pub keys_dir: PathBuf,
+    pub certs_dir: PathBuf,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub code_ttl_secs: i64,
+    pub par_ttl_secs: i64,
+    pub interaction_ttl_secs: i64,
+    pub consent_ttl_secs: i64,
+    pub log_format: LogFormat,
+    /// PEM bundle of CAs whose client certificates may authenticate (production mode).
+    pub client_ca_file: Option<PathBuf>,
+    /// Server certificate chain and key (production mode; sandbox generates them).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    // The database and Redis URLs may carry passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mode", &self.mode)
+            .field("public_host", &self.public_host)
+            .field("web_port", &self.web_port)
+            .field("mtls_port", &self.mtls_port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Sandbox,
+            public_host: "localhost".into(),
+            bind_address: "127.0.0.1".into(),
+            web_port: 8443,
+            mtls_port: 8444,
+            rs_port: 8445,
+            database_url: "sqlite://data/wekeza.db".into(),
+            database_schema: None,
+            redis_url: None,
+            redis_key_prefix: "wekeza".into(),
+            keys_dir: "keys".into(),
+            certs_dir: "certs".into(),
+            access_token_ttl_secs: 300,
+            refresh_token_ttl_secs: 90 * 24 * 3600,
+            id_token_ttl_secs: 300,
+            code_ttl_secs: 60,
+            par_ttl_secs: 90,
+            interaction_ttl_secs: 900,
+            consent_ttl_secs: 90 * 24 * 3600,
+            log_format: LogFormat::Text,
+            client_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+impl Config {
+    /// Load from defaults, `file` (if it exists, or must exist when given explicitly) and env.
+    pub fn load(file: Option<&Path>) -> Result<Self, Vec<String>> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => {
+                return Err(vec![format!("config file {} does not exist", f.display())]);
+            }
+            Some(f) => fig = fig.merge(Toml::file(f)),
+            None if Path::new("wekeza.toml").exists() => fig = fig.merge(Toml::file("wekeza.toml")),
+            None => {}
+        }
+        fig = fig
+            .merge(Env::raw().only(&["database_url", "redis_url"]))
+            // WEKEZA_TEST_* variables belong to the test harness, not the server.
+            .merge(Env::prefixed("WEKEZA_").filter(|k| !k.as_str().starts_with("test_")));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Every rule, every problem reported together.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errs = Vec::new();
+        let mut range = |name: &str, v: i64, lo: i64, hi: i64, why: &str| {
+            if !(lo..=hi).contains(&v) {
+                errs.push(format!("{name} = {v} is outside {lo}..={hi} ({why})"));
+            }
+        };
+        range(
+            "access_token_ttl_secs",
+            self.access_token_ttl_secs,
+            30,
+            3600,
+            "short-lived sender-constrained tokens",
+        );
+        range(
+            "id_token_ttl_secs",
+            self.id_token_ttl_secs,
+            30,
+            3600,
+            "ID tokens are short-lived",
+        );
+        range(
+            "code_ttl_secs",
+            self.code_ttl_secs,
+            5,
+            60,
+            "FAPI 2.0 §5.3.2.1-11: at most 60 s",
+        );
+        range(
+            "par_ttl_secs",
+            self.par_ttl_secs,
+            30,
+            599,
+            "FAPI 2.0 §5.3.2.2-12: under 600 s, 30 s or more for slow devices",
+        );
+        range(
+            "interaction_ttl_secs",
+            self.interaction_ttl_secs,
+            60,
+            3600,
+            "time a customer has to log in and decide",
+        );
+        range(
+            "refresh_token_ttl_secs",
+            self.refresh_token_ttl_secs,
+            300,
+            400 * 24 * 3600,
+            "refresh tokens live as long as consents",
+        );
+        range(
+            "consent_ttl_secs",
+            self.consent_ttl_secs,
+            300,
+            400 * 24 * 3600,
+            "consent expiry",
+        );
+        if self.public_host.is_empty() || self.public_host.contains(['/', ':', ' ']) {
+            errs.push(format!(
+                "public_host {:?} must be a bare host name",
+                self.public_host
+            ));
+        }
+        if self.public_host.parse::<std::net::IpAddr>().is_ok() {
+            errs.push("public_host must be a DNS name such as localhost, not an IP address (WebAuthn needs one)".into());
+        }
+        if self.bind_address.parse::<std::net::IpAddr>().is_err() {
+            errs.push(format!(
+                "bind_address {:?} is not an IP address",
+                self.bind_address
+            ));
+        }
+        if self.web_port != 0
+            && (self.web_port == self.mtls_port
+                || self.web_port == self.rs_port
+                || self.mtls_port == self.rs_port)
+        {
+            errs.push("web_port, mtls_port and rs_port must differ".into());
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            errs.push("database_url must start with sqlite:, postgres:// or postgresql://".into());
+        }
+        if let Some(r) = &self.redis_url
+            && !(r.starts_with("redis://") || r.starts_with("rediss://"))
+        {
+            errs.push("redis_url must start with redis:// or rediss://".into());
+        }
+        if self.mode == Mode::Production {
+            for (name, v) in [
+                ("client_ca_file", &self.client_ca_file),
+                ("tls_cert_file", &self.tls_cert_file),
+                ("tls_key_file", &self.tls_key_file),
+            ] {
+                match v {
+                    None => errs.push(format!("{name} is required in production mode")),
+                    Some(p) if !p.exists() => {
+                        errs.push(format!("{name} {} does not exist", p.display()))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_listed() {
+        assert!(Config::default().validate().is_ok());
+        let bad = Config {
+            code_ttl_secs: 120,
+            par_ttl_secs: 600,
+            public_host: "127.0.0.1".into(),
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
+        let errs = bad.validate().err().unwrap_or_default();
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        let prod = Config {
+            mode: Mode::Production,
+            ..Config::default()
+        };
+        assert_eq!(prod.validate().err().unwrap_or_default().len(), 3);
+    }
+}

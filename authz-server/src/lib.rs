@@ -1,0 +1,363 @@
+//! The Wekeza authorization server: HTTP endpoints, TLS listeners, storage wiring and
+//! sandbox provisioning around the protocol rules in `authz-core`.
+
+pub mod client_auth;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod issue;
+pub mod keys;
+pub mod password;
+pub mod provision;
+pub mod routes;
+pub mod state;
+pub mod tls;
+
+use crate::clock::Clock;
+use crate::config::{Config, Mode};
+use crate::keys::KeyRing;
+use crate::state::AppState;
+use anyhow::Context;
+use authz_store::{DurableStore, EphemeralStore, RedisEphemeral, SqlStore};
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// `bytes` of randomness, base64url: codes, request_uris, ids (≥ 128 bits where it matters).
+pub fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // aws-lc's RNG only fails if the OS has no entropy source, in which case nothing is safe.
+    if aws_lc_rs::rand::fill(&mut b).is_err() {
+        tracing::error!("system random number generator failed");
+        std::process::abort();
+    }
+    fapi_jose::b64(&b)
+}
+
+/// A readable random password for the sandbox customer.
+pub fn random_password() -> String {
+    random_token(12).replace(['-', '_'], "x")
+}
+
+/// Digest under which bearer artefacts are stored (never the raw value).
+pub fn digest(s: &str) -> String {
+    fapi_jose::sha256_b64(s.as_bytes())
+}
+
+pub struct Platform {
+    pub state: Arc<AppState>,
+    pub web_addr: SocketAddr,
+    pub mtls_addr: SocketAddr,
+    pub kit: Option<provision::Kit>,
+    pub kit_path: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Platform {
+    /// Stop accepting, let in-flight requests finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn connect_stores(
+    cfg: &Config,
+) -> anyhow::Result<(Arc<dyn DurableStore>, Arc<dyn EphemeralStore>)> {
+    if let Some(path) = cfg.database_url.strip_prefix("sqlite://")
+        && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let sql = SqlStore::connect(&cfg.database_url, cfg.database_schema.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("database: {e}"))?;
+    let eph: Arc<dyn EphemeralStore> = match &cfg.redis_url {
+        Some(url) => Arc::new(
+            RedisEphemeral::connect(url, &cfg.redis_key_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("redis: {e}"))?,
+        ),
+        None => Arc::new(sql.ephemeral()),
+    };
+    Ok((Arc::new(sql), eph))
+}
+
+fn web_router(st: Arc<AppState>) -> Router {
+    use routes::{authorize as a, meta};
+    let mut r = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(meta::get_discovery),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(meta::get_discovery),
+        )
+        .route("/jwks", get(meta::get_jwks))
+        .route("/authorize", get(a::get_authorize).post(a::post_authorize))
+        .route("/login", get(a::get_login).post(a::post_login))
+        .route("/login/otp", get(a::get_otp).post(a::post_otp))
+        .route("/consent", get(a::get_consent).post(a::post_consent))
+        .route(consent_ui::STYLESHEET_PATH, get(a::get_stylesheet))
+        .route("/healthz", get(meta::get_healthz))
+        .route("/readyz", get(meta::get_readyz));
+    if st.config.mode == Mode::Sandbox {
+        r = r.route("/sandbox/callback", get(a::get_sandbox_callback));
+    }
+    r.fallback(meta::not_found)
+        // Browser-facing: preloaded HSTS (FAPI 2.0 §5.2.3-1), no framing, no sniffing.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains; preload"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(axum::middleware::from_fn(access_log))
+        .with_state(st)
+}
+
+fn mtls_router(st: Arc<AppState>) -> Router {
+    use routes::{meta, par, token, userinfo as u};
+    Router::new()
+        .route(
+            "/par",
+            post(par::post_par).fallback(meta::method_not_allowed),
+        )
+        .route(
+            "/token",
+            post(token::post_token).fallback(meta::method_not_allowed),
+        )
+        .route("/userinfo", get(u::userinfo).post(u::userinfo))
+        .route(
+            "/introspect",
+            post(u::post_introspect).fallback(meta::method_not_allowed),
+        )
+        .route(
+            "/revoke",
+            post(u::post_revoke).fallback(meta::method_not_allowed),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(meta::get_discovery),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(meta::get_discovery),
+        )
+        .route("/jwks", get(meta::get_jwks))
+        .route("/healthz", get(meta::get_healthz))
+        .fallback(meta::not_found)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(axum::middleware::from_fn(access_log))
+        .with_state(st)
+}
+
+/// Method, path and status only: query strings carry request_uris and codes.
+async fn access_log(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    resp
+}
+
+/// Start both listeners. Ports of 0 pick free ports (tests); URLs use the bound ports.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Platform> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
+    let (store, eph) = connect_stores(&config).await?;
+
+    let bind: std::net::IpAddr = config.bind_address.parse()?;
+    let web_tcp = TcpListener::bind((bind, config.web_port))
+        .await
+        .with_context(|| format!("binding web port {}", config.web_port))?;
+    let mtls_tcp = TcpListener::bind((bind, config.mtls_port))
+        .await
+        .with_context(|| format!("binding mTLS port {}", config.mtls_port))?;
+    let web_addr = web_tcp.local_addr()?;
+    let mtls_addr = mtls_tcp.local_addr()?;
+    let host = &config.public_host;
+    let issuer = format!("https://{host}:{}", web_addr.port());
+    let mtls_base = format!("https://{host}:{}", mtls_addr.port());
+    let resource_base = format!("https://{host}:{}", config.rs_port);
+
+    let now = clock.now();
+    let retention = config.access_token_ttl_secs.max(config.id_token_ttl_secs) + 300;
+    let keys = Arc::new(KeyRing::load_or_create(&config.keys_dir, now, retention)?);
+
+    let (chain_pem, key_pem, client_ca_pem, sandbox) = match config.mode {
+        Mode::Sandbox => {
+            let sb = provision::ensure_sandbox(
+                &config.certs_dir,
+                host,
+                &issuer,
+                &mtls_base,
+                &resource_base,
+            )?;
+            (
+                sb.server_chain_pem.clone(),
+                sb.server_key_pem.clone(),
+                sb.client_ca_pem.clone(),
+                Some(sb),
+            )
+        }
+        Mode::Production => {
+            let read = |p: &Option<PathBuf>| -> anyhow::Result<String> {
+                let p = p.as_ref().context("missing file setting")?;
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            (
+                read(&config.tls_cert_file)?,
+                read(&config.tls_key_file)?,
+                read(&config.client_ca_file)?,
+                None,
+            )
+        }
+    };
+
+    if let Some(sb) = &sandbox {
+        seed(&*store, sb, now).await?;
+    }
+
+    let discovery = authz_core::discovery::metadata(
+        &authz_core::discovery::Endpoints {
+            issuer: issuer.clone(),
+            mtls_base: mtls_base.clone(),
+        },
+        &fapi_jose::Alg::ALL,
+    );
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        issuer,
+        mtls_base,
+        resource_base,
+        store,
+        eph,
+        keys,
+        clock,
+        discovery,
+        dummy_password_hash: password::hash(&random_token(16))?,
+    });
+
+    let chain = tls::load_chain(chain_pem.as_bytes())?;
+    let key = tls::load_key(key_pem.as_bytes())?;
+    let web_tls = tls::server_config(chain.clone(), key.clone_key(), None)?;
+    let mtls_tls =
+        tls::server_config(chain, key, Some(tls::load_chain(client_ca_pem.as_bytes())?))?;
+
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for (tcp, cfg, router) in [
+        (web_tcp, web_tls, web_router(state.clone())),
+        (mtls_tcp, mtls_tls, mtls_router(state.clone())),
+    ] {
+        let listener = tls::TlsListener::spawn(tcp, cfg)?;
+        let mut rx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let svc = router.into_make_service_with_connect_info::<tls::TlsInfo>();
+            let stop = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(listener, svc)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "server stopped with an error");
+            }
+        }));
+    }
+    let (kit, kit_path) = match sandbox {
+        Some(sb) => (Some(sb.kit), Some(sb.kit_path)),
+        None => (None, None),
+    };
+    Ok(Platform {
+        state,
+        web_addr,
+        mtls_addr,
+        kit,
+        kit_path,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+/// Register the sandbox clients and customer (idempotent).
+async fn seed(store: &dyn DurableStore, sb: &provision::Sandbox, now: i64) -> anyhow::Result<()> {
+    for c in &sb.clients {
+        let rec = authz_store::ClientRecord {
+            client_id: c.client_id.clone(),
+            metadata: serde_json::to_value(c)?,
+            created_at: now,
+            updated_at: now,
+        };
+        store
+            .upsert_client(&rec)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding client: {e}"))?;
+    }
+    let kc = &sb.kit.customer;
+    let existing = store
+        .find_customer_by_username(&kc.username)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let current = existing.as_ref().is_some_and(|c| {
+        c.totp_secret == kc.totp_secret && password::verify(&kc.password, &c.password_hash)
+    });
+    if !current {
+        let rec = authz_store::CustomerRecord {
+            id: existing
+                .map(|c| c.id)
+                .unwrap_or_else(|| format!("cust-{}", uuid::Uuid::new_v4())),
+            username: kc.username.clone(),
+            display_name: "Alice Wanjiru".into(),
+            password_hash: password::hash(&kc.password)?,
+            totp_secret: kc.totp_secret.clone(),
+            totp_last_step: 0,
+            created_at: now,
+        };
+        store
+            .upsert_customer(&rec)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding customer: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! `wekeza`: starts the platform (default), checks configuration, rotates signing keys,
+//! or prints the sandbox customer's current TOTP code.
+
+use authz_server::clock::{Clock, SystemClock};
+use authz_server::config::{Config, LogFormat};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "wekeza",
+    about = "Wekeza Open Banking Platform: FAPI 2.0 authorization server"
+)]
+struct Cli {
+    /// TOML configuration file (default: ./wekeza.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the platform (the default).
+    Run,
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// Retire the active signing key of an algorithm and create a new one (restart to apply).
+    RotateKeys {
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
+    /// Print the sandbox customer's current TOTP code.
+    Totp,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("configuration is invalid:");
+            for e in errs {
+                eprintln!("  - {e}");
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match cli.cmd.unwrap_or(Cmd::Run) {
+        Cmd::CheckConfig => {
+            println!("configuration is valid: {cfg:?}");
+            std::process::ExitCode::SUCCESS
+        }
+        Cmd::RotateKeys { alg } => match fapi_jose::Alg::parse(&alg) {
+            Ok(a) => match authz_server::keys::KeyRing::rotate(&cfg.keys_dir, a, SystemClock.now())
+            {
+                Ok(kid) => {
+                    println!(
+                        "new {alg} key {kid}; the previous one stays published until its tokens expire. Restart to apply."
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rotation failed: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            },
+            Err(_) => {
+                eprintln!("--alg must be ES256, PS256 or EdDSA");
+                std::process::ExitCode::from(2)
+            }
+        },
+        Cmd::Totp => {
+            let path = cfg.certs_dir.join("sandbox/kit.json");
+            let kit: Option<authz_server::provision::Kit> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            match kit.and_then(|k| {
+                authz_server::password::totp_code(&k.customer.totp_secret, SystemClock.now())
+            }) {
+                Some(code) => {
+                    println!("{code}");
+                    std::process::ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!(
+                        "no sandbox kit at {}; start the platform first",
+                        path.display()
+                    );
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Run => run(cfg),
+    }
+}
+
+fn run(cfg: Config) -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match cfg.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let platform = match authz_server::start(cfg, Arc::new(SystemClock)).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("start-up failed: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        banner(&platform);
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        platform.shutdown().await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn banner(p: &authz_server::Platform) {
+    let st = &p.state;
+    println!();
+    println!("  Wekeza Open Banking Platform ({:?} mode)", st.config.mode);
+    println!("  issuer / browser listener : {}", st.issuer);
+    println!(
+        "  discovery                 : {}/.well-known/openid-configuration",
+        st.issuer
+    );
+    println!(
+        "  back-channel (mTLS)       : {}  (PAR, token, userinfo, introspection, revocation)",
+        st.mtls_base
+    );
+    println!("  access-token audience     : {}", st.resource_base);
+    if let (Some(kit), Some(path)) = (&p.kit, &p.kit_path) {
+        println!("  sandbox TPP kit           : {}", path.display());
+        println!("  trust anchor (CA)         : {}", kit.ca_cert.display());
+        for c in &kit.clients {
+            println!(
+                "  sandbox client            : {} ({}), cert {}",
+                c.client_id,
+                c.token_endpoint_auth_method,
+                c.cert.display()
+            );
+        }
+        println!(
+            "  sandbox customer          : username {}  password {}",
+            kit.customer.username, kit.customer.password
+        );
+        println!(
+            "  customer TOTP secret      : {}  (current code: `cargo run --release -- totp`)",
+            kit.customer.totp_secret
+        );
+    }
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

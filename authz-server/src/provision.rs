@@ -1,0 +1,261 @@
+//! Sandbox provisioning at start: the dev CA, the `localhost` server certificate, two
+//! sandbox TPPs (one `private_key_jwt`, one `tls_client_auth`, each with its own client
+//! certificate), a sandbox customer, and the TPP kit at `certs/sandbox/kit.json`.
+//! Existing material is reused, so restarts keep the same credentials; the kit is
+//! rewritten each start because it carries the current URLs. Sandbox mode only.
+
+use crate::keys::write_private;
+use anyhow::Context;
+use authz_core::client::{Client, ClientAuthMethod, GrantType};
+use devpki::DevCa;
+use fapi_jose::{Alg, Jwks, SigningKey};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const PKJWT_CLIENT: &str = "sandbox-tpp-pkjwt";
+pub const MTLS_CLIENT: &str = "sandbox-tpp-mtls";
+pub const SANDBOX_USERNAME: &str = "alice";
+pub const KIT_SCOPE: &str = "openid accounts payments";
+const REGISTERED_SCOPE: &str = "openid profile accounts payments offline_access";
+/// The OpenID Foundation suite's default callback for a plan aliased `wekeza`.
+const CONFORMANCE_CALLBACK: &str = "https://localhost.emobix.co.uk:8443/test/a/wekeza/callback";
+
+/// The sandbox TPP kit. Field names are an interface: add, never rename.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kit {
+    pub issuer: String,
+    pub resource_base_url: String,
+    pub ca_cert: PathBuf,
+    pub customer: KitCustomer,
+    pub clients: Vec<KitClient>,
+    /// Added: discovery document URL and the back-channel (mTLS) base URL.
+    #[serde(default)]
+    pub discovery_url: String,
+    #[serde(default)]
+    pub mtls_base_url: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KitCustomer {
+    pub username: String,
+    pub password: String,
+    pub totp_secret: String,
+}
+
+impl std::fmt::Debug for KitCustomer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KitCustomer")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KitClient {
+    pub client_id: String,
+    pub token_endpoint_auth_method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_jwk: Option<PathBuf>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub redirect_uri: String,
+    pub scope: String,
+    /// Added: for `tls_client_auth`, the registered certificate subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_subject_dn: Option<String>,
+}
+
+pub struct Sandbox {
+    pub kit: Kit,
+    pub kit_path: PathBuf,
+    pub clients: Vec<Client>,
+    pub server_chain_pem: String,
+    pub server_key_pem: String,
+    pub client_ca_pem: String,
+}
+
+fn abs(p: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}
+
+fn read_or<F: FnOnce() -> anyhow::Result<String>>(
+    path: &Path,
+    make: F,
+    private: bool,
+) -> anyhow::Result<String> {
+    if path.exists() {
+        return std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()));
+    }
+    let v = make()?;
+    if private {
+        write_private(path, v.as_bytes())?;
+    } else {
+        std::fs::write(path, &v).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(v)
+}
+
+pub fn ensure_sandbox(
+    certs_dir: &Path,
+    host: &str,
+    issuer: &str,
+    mtls_base: &str,
+    resource_base: &str,
+) -> anyhow::Result<Sandbox> {
+    let dir = abs(certs_dir)?;
+    let sb = dir.join("sandbox");
+    std::fs::create_dir_all(&sb).with_context(|| format!("creating {}", sb.display()))?;
+
+    let ca_cert_path = dir.join("ca.pem");
+    let ca_key_path = dir.join("ca.key");
+    let ca = if ca_cert_path.exists() && ca_key_path.exists() {
+        DevCa::load(
+            &std::fs::read_to_string(&ca_cert_path)?,
+            &std::fs::read_to_string(&ca_key_path)?,
+        )?
+    } else {
+        let ca = DevCa::generate("Wekeza Sandbox Root CA")?;
+        std::fs::write(&ca_cert_path, &ca.cert().cert_pem)?;
+        write_private(&ca_key_path, ca.cert().key_pem.as_bytes())?;
+        // A new CA invalidates everything it signed before.
+        for f in ["server.pem", "server.key"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        for c in [PKJWT_CLIENT, MTLS_CLIENT] {
+            let _ = std::fs::remove_file(sb.join(format!("{c}.pem")));
+        }
+        ca
+    };
+
+    let server_cert_path = dir.join("server.pem");
+    let server_key_path = dir.join("server.key");
+    if !server_cert_path.exists() || !server_key_path.exists() {
+        let s = ca.issue_server(&[host, "127.0.0.1", "::1"])?;
+        std::fs::write(&server_cert_path, &s.cert_pem)?;
+        write_private(&server_key_path, s.key_pem.as_bytes())?;
+    }
+    let server_chain_pem = std::fs::read_to_string(&server_cert_path)?;
+    let server_key_pem = std::fs::read_to_string(&server_key_path)?;
+
+    let redirect_uri = format!("{issuer}/sandbox/callback");
+    let mut clients = Vec::new();
+    let mut kit_clients = Vec::new();
+    for (id, method) in [
+        (PKJWT_CLIENT, ClientAuthMethod::PrivateKeyJwt),
+        (MTLS_CLIENT, ClientAuthMethod::TlsClientAuth),
+    ] {
+        let cert_path = sb.join(format!("{id}.pem"));
+        let key_path = sb.join(format!("{id}.key"));
+        if !cert_path.exists() || !key_path.exists() {
+            let c = ca.issue_client(
+                id,
+                "Wekeza Sandbox TPP",
+                Some(&format!("{id}.sandbox.wekeza.test")),
+            )?;
+            std::fs::write(&cert_path, &c.cert_pem)?;
+            write_private(&key_path, c.key_pem.as_bytes())?;
+        }
+        let cert_pem = std::fs::read_to_string(&cert_path)?;
+        let der = crate::tls::load_chain(cert_pem.as_bytes())?.remove(0);
+        let subject = devpki::subject_dn(der.as_ref())?;
+        let (jwks, jwk_path) = if method == ClientAuthMethod::PrivateKeyJwt {
+            let jwk_path = sb.join(format!("{id}.jwk.json"));
+            let jwk = read_or(
+                &jwk_path,
+                || {
+                    let k = SigningKey::generate(Alg::ES256, format!("{id}-es256"))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    Ok(serde_json::to_string_pretty(
+                        &k.to_private_jwk().map_err(|e| anyhow::anyhow!("{e}"))?,
+                    )?)
+                },
+                true,
+            )?;
+            let key = SigningKey::from_private_jwk(&serde_json::from_str(&jwk)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", jwk_path.display()))?;
+            (
+                Jwks {
+                    keys: vec![key.public_jwk()],
+                },
+                Some(jwk_path),
+            )
+        } else {
+            (Jwks::default(), None)
+        };
+        let client = Client {
+            client_id: id.into(),
+            client_name: if method == ClientAuthMethod::PrivateKeyJwt {
+                "Sandbox Budgeting App".into()
+            } else {
+                "Sandbox Payments App".into()
+            },
+            client_uri: Some("https://sandbox.wekeza.test".into()),
+            token_endpoint_auth_method: method,
+            jwks,
+            redirect_uris: vec![redirect_uri.clone(), CONFORMANCE_CALLBACK.into()],
+            grant_types: vec![
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+                GrantType::ClientCredentials,
+            ],
+            scope: REGISTERED_SCOPE.into(),
+            tls_client_auth_subject_dn: (method == ClientAuthMethod::TlsClientAuth)
+                .then(|| subject.clone()),
+            tls_client_auth_san_dns: None,
+            id_token_signed_response_alg: Alg::ES256,
+            introspection_allowed: false,
+        };
+        client
+            .validate()
+            .map_err(|e| anyhow::anyhow!("sandbox client {id}: {e}"))?;
+        kit_clients.push(KitClient {
+            client_id: id.into(),
+            token_endpoint_auth_method: method.as_str().into(),
+            private_jwk: jwk_path,
+            cert: cert_path,
+            key: key_path,
+            redirect_uri: redirect_uri.clone(),
+            scope: KIT_SCOPE.into(),
+            tls_client_auth_subject_dn: client.tls_client_auth_subject_dn.clone(),
+        });
+        clients.push(client);
+    }
+
+    let kit_path = sb.join("kit.json");
+    let previous: Option<Kit> = std::fs::read(&kit_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let customer = match previous {
+        Some(k) if !k.customer.password.is_empty() && k.customer.totp_secret.len() >= 32 => {
+            k.customer
+        }
+        _ => KitCustomer {
+            username: SANDBOX_USERNAME.into(),
+            password: crate::random_password(),
+            totp_secret: crate::password::new_totp_secret(),
+        },
+    };
+    let kit = Kit {
+        issuer: issuer.into(),
+        resource_base_url: resource_base.into(),
+        ca_cert: ca_cert_path,
+        customer,
+        clients: kit_clients,
+        discovery_url: format!("{issuer}/.well-known/openid-configuration"),
+        mtls_base_url: mtls_base.into(),
+    };
+    write_private(&kit_path, &serde_json::to_vec_pretty(&kit)?)?;
+    Ok(Sandbox {
+        kit,
+        kit_path,
+        clients,
+        server_chain_pem,
+        server_key_pem,
+        client_ca_pem: ca.cert().cert_pem.clone(),
+    })
+}

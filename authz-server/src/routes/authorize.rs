@@ -1,0 +1,726 @@
+//! The authorization endpoint (FAPI 2.0 §5.3.2.2) and the customer's interaction: password,
+//! TOTP second factor, consent. Only `client_id` and `request_uri` are read from the
+//! authorization request; everything else comes from the pushed request. Errors go back
+//! to the client only once its redirect URI is verified; otherwise an error page shows.
+//! Authorization responses are 303 redirects carrying `code`, `state` and `iss` (RFC 9207).
+
+use crate::client_auth::{find_client, store};
+use crate::http::{cookie_value, html_page, query_pairs, redirect_303};
+use crate::routes::par::PushedRequest;
+use crate::state::AppState;
+use authz_core::client::Client;
+use authz_core::interaction::{Interaction, Step};
+use authz_core::par::AuthorizationRequest;
+use authz_core::tokens::AuthContext;
+use authz_core::{OAuthError, OAuthResult};
+use authz_store::{AuditEntry, ConsentRecord, ConsentStatus};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use consent_ui as ui;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub const COOKIE: &str = "__Host-wkz_ix";
+
+/// What an authorization code stands for, stored under the code's digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub scope: String,
+    pub consent_id: String,
+    pub sub: String,
+    pub auth: AuthContext,
+    pub expires_at: i64,
+}
+
+/// A page-level failure: shown to the customer, never redirected.
+fn error_page(status: StatusCode, title: &str, message: &str, code: Option<&str>) -> Response {
+    let page = ui::ErrorPage {
+        title: title.into(),
+        message: message.into(),
+        error_code: code.map(str::to_owned),
+        reference: Some(crate::random_token(6)),
+    };
+    match ui::render_error(&page) {
+        Ok(html) => html_page(status, html, None),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the error page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "error").into_response()
+        }
+    }
+}
+
+fn server_error_page(e: &OAuthError) -> Response {
+    tracing::error!(
+        detail = e.detail.as_deref().unwrap_or(""),
+        "interaction failed"
+    );
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "We could not complete this step. Please go back to the app you came from and try again.",
+        Some("server_error"),
+    )
+}
+
+/// Redirect an error to a verified redirect URI (RFC 6749 §4.1.2.1, RFC 9207).
+fn redirect_error(
+    st: &AppState,
+    req: &AuthorizationRequest,
+    error: &str,
+    description: &str,
+) -> Response {
+    let mut p = vec![("error", error), ("error_description", description)];
+    if let Some(s) = &req.state {
+        p.push(("state", s));
+    }
+    p.push(("iss", &st.issuer));
+    redirect_303(&req.redirect_uri.with_params(&p))
+}
+
+async fn handle_authorize(st: &AppState, pairs: Vec<(String, String)>) -> Response {
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (Some(client_id), Some(request_uri)) = (get("client_id"), get("request_uri")) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is incomplete",
+            "Authorization requests must carry client_id and a request_uri from the pushed authorization request endpoint.",
+            Some("invalid_request"),
+        );
+    };
+    let client = match find_client(st, client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "The application that sent you here is not registered with Wekeza Bank.",
+                Some("invalid_client"),
+            );
+        }
+        Err(e) => return server_error_page(&e),
+    };
+    let now = st.clock.now();
+    let key = crate::digest(request_uri);
+    let pushed = match st.eph.get("par", &key, now).await {
+        Ok(Some(v)) => serde_json::from_str::<PushedRequest>(&v).ok(),
+        Ok(None) => None,
+        Err(e) => return server_error_page(&store(e)),
+    };
+    let Some(pushed) = pushed.filter(|p| p.expires_at > now) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link has expired",
+            "Please go back to the app you came from and start again.",
+            Some("invalid_request_uri"),
+        );
+    };
+    // RFC 9126 §4: the request_uri is bound to the client that pushed it.
+    if pushed.request.client_id != client.client_id {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is not valid",
+            "The request does not belong to this application.",
+            Some("invalid_request_uri"),
+        );
+    }
+    let req = pushed.request;
+    if req
+        .prompt
+        .as_deref()
+        .is_some_and(|p| p.split(' ').any(|v| v == "none"))
+    {
+        return redirect_error(st, &req, "login_required", "the customer must sign in");
+    }
+    let id = crate::random_token(24);
+    let ix = Interaction {
+        id: id.clone(),
+        csrf: crate::random_token(24),
+        request_key: key,
+        request: req,
+        step: Step::Login,
+        failed_attempts: 0,
+        expires_at: now + st.config.interaction_ttl_secs,
+    };
+    if let Err(e) = save(st, &ix).await {
+        return server_error_page(&e);
+    }
+    let mut r = redirect_303("/login");
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        st.config.interaction_ttl_secs
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn get_authorize(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+    handle_authorize(&st, query_pairs(q.as_deref())).await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn post_authorize(State(st): State<Arc<AppState>>, body: String) -> Response {
+    handle_authorize(&st, query_pairs(Some(&body))).await
+}
+
+async fn save(st: &AppState, ix: &Interaction) -> OAuthResult<()> {
+    let v = serde_json::to_string(ix).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    st.eph
+        .put(
+            "ix",
+            &crate::digest(&ix.id),
+            &v,
+            ix.expires_at,
+            st.clock.now(),
+        )
+        .await
+        .map_err(store)
+}
+
+/// Load the interaction named by the cookie, with its client.
+async fn load(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(Interaction, Client), Response> {
+    let expired = || {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            "Your session has ended",
+            "For your security, sign-in sessions expire. Please go back to the app you came from and start again.",
+            Some("session_expired"),
+        )
+    };
+    let Some(id) = cookie_value(headers, COOKIE) else {
+        return Err(expired());
+    };
+    let now = st.clock.now();
+    let ix = match st.eph.get("ix", &crate::digest(id), now).await {
+        Ok(Some(v)) => serde_json::from_str::<Interaction>(&v).ok(),
+        Ok(None) => None,
+        Err(e) => return Err(server_error_page(&store(e))),
+    };
+    let Some(ix) = ix.filter(|i| i.expires_at > now) else {
+        return Err(expired());
+    };
+    match find_client(st, &ix.request.client_id).await {
+        Ok(Some(c)) => Ok((ix, c)),
+        Ok(None) => Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "Unknown application",
+            "The application is no longer registered.",
+            Some("invalid_client"),
+        )),
+        Err(e) => Err(server_error_page(&e)),
+    }
+}
+
+async fn end(st: &AppState, ix: &Interaction) {
+    if let Err(e) = st.eph.delete("ix", &crate::digest(&ix.id)).await {
+        tracing::warn!(error = %e, "could not delete a finished interaction");
+    }
+}
+
+fn clear_cookie(mut r: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn where_next(ix: &Interaction) -> &'static str {
+    match ix.step {
+        Step::Login => "/login",
+        Step::SecondFactor { .. } => "/login/otp",
+        Step::Consent { .. } => "/consent",
+    }
+}
+
+fn render(
+    html: Result<String, ui::RenderError>,
+    status: StatusCode,
+    form_target: Option<&str>,
+) -> Response {
+    match html {
+        Ok(h) => html_page(status, h, form_target),
+        Err(e) => server_error_page(&OAuthError::server_error(e.0)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct OtpForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    otp: String,
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+}
+
+fn csrf_ok(ix: &Interaction, got: &str) -> bool {
+    // Constant-time comparison of two equal-length random strings.
+    got.len() == ix.csrf.len()
+        && got
+            .bytes()
+            .zip(ix.csrf.bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0
+}
+
+fn csrf_failure() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "This form has expired",
+        "The form you sent does not belong to this sign-in. Please go back to the app you came from and start again.",
+        Some("csrf"),
+    )
+}
+
+fn login_page(
+    ix: &Interaction,
+    client: &Client,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    render(
+        ui::render_login(&ui::LoginPage {
+            client_name: client.client_name.clone(),
+            csrf: ix.csrf.clone(),
+            username: username.into(),
+            error: error.map(str::to_owned),
+            action: "/login".into(),
+        }),
+        status,
+        None,
+    )
+}
+
+fn otp_page(
+    ix: &Interaction,
+    client: &Client,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    render(
+        ui::render_otp(&ui::OtpPage {
+            client_name: client.client_name.clone(),
+            csrf: ix.csrf.clone(),
+            error: error.map(str::to_owned),
+            action: "/login/otp".into(),
+        }),
+        status,
+        None,
+    )
+}
+
+pub async fn get_login(
+    State(st): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let (ix, client) = match load(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if ix.step != Step::Login {
+        return redirect_303(where_next(&ix));
+    }
+    login_page(&ix, &client, "", None, StatusCode::OK)
+}
+
+/// Count a failed attempt; after too many, the authorization ends with `access_denied`.
+async fn failed_attempt(
+    st: &AppState,
+    mut ix: Interaction,
+    render_again: impl FnOnce(&Interaction) -> Response,
+) -> Response {
+    if ix.record_failure() {
+        end(st, &ix).await;
+        return clear_cookie(redirect_error(
+            st,
+            &ix.request,
+            "access_denied",
+            "too many failed sign-in attempts",
+        ));
+    }
+    match save(st, &ix).await {
+        Ok(()) => render_again(&ix),
+        Err(e) => server_error_page(&e),
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn post_login(
+    State(st): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let (mut ix, client) = match load(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&ix, &form.csrf) {
+        return csrf_failure();
+    }
+    if ix.step != Step::Login {
+        return redirect_303(where_next(&ix));
+    }
+    let customer = match st
+        .store
+        .find_customer_by_username(form.username.trim())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return server_error_page(&store(e)),
+    };
+    let hash = customer
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| st.dummy_password_hash.clone());
+    let password = form.password;
+    let ok = tokio::task::spawn_blocking(move || crate::password::verify(&password, &hash))
+        .await
+        .unwrap_or(false);
+    match customer {
+        Some(c) if ok => {
+            ix.password_verified(c.id);
+            match save(&st, &ix).await {
+                Ok(()) => redirect_303("/login/otp"),
+                Err(e) => server_error_page(&e),
+            }
+        }
+        _ => {
+            let username = form.username;
+            failed_attempt(&st, ix, |ix| {
+                login_page(
+                    ix,
+                    &client,
+                    &username,
+                    Some("The username or password is not right."),
+                    StatusCode::UNAUTHORIZED,
+                )
+            })
+            .await
+        }
+    }
+}
+
+pub async fn get_otp(State(st): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    let (ix, client) = match load(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !matches!(ix.step, Step::SecondFactor { .. }) {
+        return redirect_303(where_next(&ix));
+    }
+    otp_page(&ix, &client, None, StatusCode::OK)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn post_otp(
+    State(st): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<OtpForm>,
+) -> Response {
+    let (mut ix, client) = match load(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&ix, &form.csrf) {
+        return csrf_failure();
+    }
+    let Step::SecondFactor { customer_id } = &ix.step else {
+        return redirect_303(where_next(&ix));
+    };
+    let customer = match st.store.find_customer(customer_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return server_error_page(&OAuthError::server_error("customer vanished")),
+        Err(e) => return server_error_page(&store(e)),
+    };
+    let now = st.clock.now();
+    let step = crate::password::totp_step(&customer.totp_secret, form.otp.trim(), now);
+    // A code is accepted once: the store refuses a time-step at or before the last one.
+    let accepted = match step {
+        Some(s) => match st.store.advance_totp_step(&customer.id, s as i64).await {
+            Ok(b) => b,
+            Err(e) => return server_error_page(&store(e)),
+        },
+        None => false,
+    };
+    if !accepted {
+        return failed_attempt(&st, ix, |ix| {
+            otp_page(
+                ix,
+                &client,
+                Some("That code is not valid. Wait for a new code and try again."),
+                StatusCode::UNAUTHORIZED,
+            )
+        })
+        .await;
+    }
+    ix.second_factor_verified(now, "otp");
+    match save(&st, &ix).await {
+        Ok(()) => redirect_303("/consent"),
+        Err(e) => server_error_page(&e),
+    }
+}
+
+fn expiry_text(st: &AppState) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(st.clock.now() + st.config.consent_ttl_secs)
+        .ok()?;
+    let f = time::macros::format_description!("[day padding:none] [month repr:short] [year]");
+    t.format(&f).ok().map(|s| format!("until {s}"))
+}
+
+pub async fn get_consent(
+    State(st): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let (ix, client) = match load(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Step::Consent { customer_id, .. } = &ix.step else {
+        return redirect_303(where_next(&ix));
+    };
+    let name = match st.store.find_customer(customer_id).await {
+        Ok(Some(c)) => c.display_name,
+        Ok(None) => String::new(),
+        Err(e) => return server_error_page(&store(e)),
+    };
+    let page = ui::ConsentPage {
+        client_name: client.client_name.clone(),
+        client_id: client.client_id.clone(),
+        client_uri: client.client_uri.clone(),
+        customer_name: name,
+        scopes: ix
+            .request
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(ui::describe_scope)
+            .collect(),
+        expires_text: expiry_text(&st),
+        redirect_host: ix.request.redirect_uri.host(),
+        csrf: ix.csrf.clone(),
+        action: "/consent".into(),
+    };
+    render(
+        ui::render_consent(&page),
+        StatusCode::OK,
+        Some(&ix.request.redirect_uri.origin()),
+    )
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn post_consent(
+    State(st): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<ConsentForm>,
+) -> Response {
+    let (ix, client) = match load(&st, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&ix, &form.csrf) {
+        return csrf_failure();
+    }
+    let Step::Consent { customer_id, auth } = ix.step.clone() else {
+        return redirect_303(where_next(&ix));
+    };
+    let approve = match form.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Please choose",
+                "Choose Allow or Deny.",
+                Some("invalid_request"),
+            );
+        }
+    };
+    match decide(&st, &ix, &client, &customer_id, &auth, approve).await {
+        Ok(r) => {
+            end(&st, &ix).await;
+            clear_cookie(r)
+        }
+        Err(e) if e.code == authz_core::ErrorCode::InvalidRequestUri => {
+            end(&st, &ix).await;
+            clear_cookie(error_page(
+                StatusCode::BAD_REQUEST,
+                "This request was already completed",
+                "This authorization was already answered. Please go back to the app you came from.",
+                Some("invalid_request_uri"),
+            ))
+        }
+        Err(e) => server_error_page(&e),
+    }
+}
+
+async fn decide(
+    st: &AppState,
+    ix: &Interaction,
+    client: &Client,
+    customer_id: &str,
+    auth: &AuthContext,
+    approve: bool,
+) -> OAuthResult<Response> {
+    let now = st.clock.now();
+    // The request_uri is consumed when the customer decides (FAPI 2.0 note: not at page
+    // load, because link preloaders fetch pages). A second decision on it is refused.
+    if !st
+        .eph
+        .insert_if_absent(
+            "par_used",
+            &ix.request_key,
+            "1",
+            now + st.config.interaction_ttl_secs,
+            now,
+        )
+        .await
+        .map_err(store)?
+    {
+        return Err(OAuthError::new(
+            authz_core::ErrorCode::InvalidRequestUri,
+            "request_uri already used",
+        ));
+    }
+    st.eph.delete("par", &ix.request_key).await.map_err(store)?;
+    let req = &ix.request;
+    let consent = ConsentRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        client_id: client.client_id.clone(),
+        customer_id: Some(customer_id.to_owned()),
+        kind: "oauth".into(),
+        scopes: req.scope.clone(),
+        status: if approve {
+            ConsentStatus::Authorised
+        } else {
+            ConsentStatus::Rejected
+        },
+        details: serde_json::json!({"redirect_uri": req.redirect_uri.as_str()}),
+        created_at: now,
+        updated_at: now,
+        expires_at: approve.then_some(now + st.config.consent_ttl_secs),
+    };
+    let audit = AuditEntry {
+        consent_id: consent.id.clone(),
+        at: now,
+        actor: format!("customer:{customer_id}"),
+        action: if approve { "authorised" } else { "rejected" }.into(),
+        detail: format!("scope={}; acr={}", req.scope, auth.acr),
+    };
+    st.store
+        .insert_consent(&consent, &audit)
+        .await
+        .map_err(store)?;
+    tracing::info!(client_id = %client.client_id, consent_id = %consent.id, approved = approve, "customer decided");
+    if !approve {
+        return Ok(redirect_error(
+            st,
+            req,
+            "access_denied",
+            "the customer refused the request",
+        ));
+    }
+    let code = crate::random_token(32);
+    let grant = CodeGrant {
+        client_id: client.client_id.clone(),
+        redirect_uri: req.redirect_uri.as_str().to_owned(),
+        code_challenge: req.code_challenge.clone(),
+        nonce: req.nonce.clone(),
+        scope: req.scope.clone(),
+        consent_id: consent.id.clone(),
+        sub: customer_id.to_owned(),
+        auth: auth.clone(),
+        expires_at: now + st.config.code_ttl_secs,
+    };
+    let v = serde_json::to_string(&grant).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    // Kept a little past expiry so a late replay is still recognised as a replay.
+    st.eph
+        .put(
+            "code",
+            &crate::digest(&code),
+            &v,
+            grant.expires_at + 600,
+            now,
+        )
+        .await
+        .map_err(store)?;
+    let mut p = vec![("code", code.as_str())];
+    if let Some(s) = &req.state {
+        p.push(("state", s));
+    }
+    p.push(("iss", &st.issuer));
+    Ok(redirect_303(&req.redirect_uri.with_params(&p)))
+}
+
+/// Sandbox only: a landing page for the sandbox TPPs' redirect URI, so a newcomer can
+/// copy the code into the token request by hand.
+pub async fn get_sandbox_callback(RawQuery(q): RawQuery) -> Response {
+    let pairs = query_pairs(q.as_deref());
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (title, message) = match (get("code"), get("error")) {
+        (Some(_), _) => (
+            "Authorization complete",
+            "The bank redirected back with an authorization code. Exchange it at the token endpoint within 60 seconds.",
+        ),
+        (_, Some(_)) => (
+            "Authorization ended",
+            "The bank redirected back with an error.",
+        ),
+        _ => ("Sandbox callback", "Nothing was received."),
+    };
+    let detail = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    render(
+        ui::render_info(&ui::InfoPage {
+            title: title.into(),
+            message: message.into(),
+            detail: Some(detail),
+        }),
+        StatusCode::OK,
+        None,
+    )
+}
+
+pub async fn get_stylesheet() -> Response {
+    let mut r = ui::STYLESHEET.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}

@@ -1,0 +1,337 @@
+//! Token endpoint (RFC 6749 §3.2): `authorization_code` with PKCE, `refresh_token` (not
+//! rotated, FAPI 2.0 §5.3.2.1-9) and `client_credentials`. Every access token is bound to
+//! the client certificate of the connection (RFC 8705 §3); no certificate, no token.
+
+use crate::client_auth::{authenticate, store};
+use crate::http::{ApiError, ClientCert, OAuthForm, PeerCert, json_no_store};
+use crate::issue::{AccessTokenInput, consent_is_active, mint_access_token, mint_id_token};
+use crate::routes::authorize::CodeGrant;
+use crate::state::AppState;
+use authz_core::client::{Client, GrantType};
+use authz_core::par::{single_valued, verify_pkce};
+use authz_core::scope::Scope;
+use authz_core::tokens::{AuthContext, Confirmation};
+use authz_core::{ErrorCode, OAuthError, OAuthResult};
+use authz_store::{AuditEntry, ConsentStatus, Consumed, RefreshTokenRecord};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[tracing::instrument(skip_all, fields(grant_type))]
+pub async fn post_token(
+    State(st): State<Arc<AppState>>,
+    ClientCert(cert): ClientCert,
+    OAuthForm(pairs): OAuthForm,
+) -> Result<Response, ApiError> {
+    let params = single_valued(&pairs)?;
+    let client = authenticate(&st, &params, cert.as_ref()).await?;
+    let grant = params
+        .get("grant_type")
+        .copied()
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    tracing::Span::current().record("grant_type", grant);
+    let grant = GrantType::parse(grant).ok_or_else(|| {
+        OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "grant_type is not supported",
+        )
+    })?;
+    if !client.may_use(grant) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client is not registered for this grant_type",
+        )
+        .into());
+    }
+    // Sender-constraining is mandatory (FAPI 2.0 §5.3.2.1-4).
+    let cert = cert.ok_or_else(|| {
+        OAuthError::invalid_request(
+            "a client certificate is required: tokens are certificate-bound (RFC 8705)",
+        )
+    })?;
+    let body = match grant {
+        GrantType::AuthorizationCode => authorization_code(&st, &client, &params, &cert).await?,
+        GrantType::RefreshToken => refresh_token(&st, &client, &params, &cert).await?,
+        GrantType::ClientCredentials => client_credentials(&st, &client, &params, &cert)?,
+    };
+    Ok(json_no_store(StatusCode::OK, body))
+}
+
+fn mtls(cert: &PeerCert) -> Confirmation {
+    Confirmation::Mtls {
+        x5t_s256: cert.x5t_s256.clone(),
+    }
+}
+
+async fn authorization_code(
+    st: &AppState,
+    client: &Client,
+    p: &HashMap<&str, &str>,
+    cert: &PeerCert,
+) -> OAuthResult<serde_json::Value> {
+    let code = p
+        .get("code")
+        .copied()
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let now = st.clock.now();
+    let grant: CodeGrant = match st
+        .eph
+        .consume("code", &crate::digest(code), now)
+        .await
+        .map_err(store)?
+    {
+        Consumed::Fresh(v) => {
+            serde_json::from_str(&v).map_err(|e| OAuthError::server_error(e.to_string()))?
+        }
+        Consumed::Replayed(v) => {
+            // RFC 6749 §4.1.2 / FAPI 2.0 §5.3.2.2-9: a replayed code revokes what it issued.
+            if let Ok(g) = serde_json::from_str::<CodeGrant>(&v) {
+                revoke_consent(st, &g.consent_id, "authorization code replayed").await?;
+            }
+            return Err(OAuthError::invalid_grant(
+                "authorization code has already been used",
+            ));
+        }
+        Consumed::Missing => {
+            return Err(OAuthError::invalid_grant(
+                "authorization code is invalid or expired",
+            ));
+        }
+    };
+    if grant.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "authorization code was issued to another client",
+        ));
+    }
+    if grant.expires_at <= now {
+        return Err(OAuthError::invalid_grant("authorization code has expired"));
+    }
+    match p.get("redirect_uri") {
+        Some(r) if *r == grant.redirect_uri => {}
+        Some(_) => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        None => return Err(OAuthError::invalid_request("redirect_uri is required")),
+    }
+    verify_pkce(p.get("code_verifier").copied(), &grant.code_challenge)?;
+    consent_is_active(st, &grant.consent_id)
+        .await
+        .map_err(|_| OAuthError::invalid_grant("the consent is no longer active"))?;
+
+    let cnf = mtls(cert);
+    let (at, _) = mint_access_token(
+        st,
+        &AccessTokenInput {
+            client_id: &client.client_id,
+            sub: &grant.sub,
+            scope: &grant.scope,
+            cnf: &cnf,
+            consent_id: Some(&grant.consent_id),
+            auth: Some(&grant.auth),
+        },
+    )?;
+    let rt = new_refresh_token(st, client, &grant, &cnf).await?;
+    let mut body = json!({
+        "access_token": at,
+        "token_type": "Bearer",
+        "expires_in": st.config.access_token_ttl_secs,
+        "scope": grant.scope,
+        "refresh_token": rt,
+        "consent_id": grant.consent_id,
+    });
+    if grant.scope.split(' ').any(|s| s == "openid") {
+        body["id_token"] = json!(mint_id_token(
+            st,
+            client,
+            &grant.sub,
+            grant.nonce.as_deref(),
+            &grant.auth
+        )?);
+    }
+    Ok(body)
+}
+
+async fn new_refresh_token(
+    st: &AppState,
+    client: &Client,
+    g: &CodeGrant,
+    cnf: &Confirmation,
+) -> OAuthResult<String> {
+    let now = st.clock.now();
+    let consent_exp = st
+        .store
+        .find_consent(&g.consent_id)
+        .await
+        .map_err(store)?
+        .and_then(|c| c.expires_at);
+    let exp = (now + st.config.refresh_token_ttl_secs).min(consent_exp.unwrap_or(i64::MAX));
+    let token = crate::random_token(32);
+    let rec = RefreshTokenRecord {
+        digest: crate::digest(&token),
+        client_id: client.client_id.clone(),
+        consent_id: Some(g.consent_id.clone()),
+        subject: g.sub.clone(),
+        scope: g.scope.clone(),
+        cnf: serde_json::to_value(cnf.to_cnf())
+            .map_err(|e| OAuthError::server_error(e.to_string()))?,
+        auth: serde_json::to_value(&g.auth).map_err(|e| OAuthError::server_error(e.to_string()))?,
+        created_at: now,
+        expires_at: exp,
+        revoked_at: None,
+    };
+    st.store.insert_refresh_token(&rec).await.map_err(store)?;
+    Ok(token)
+}
+
+async fn refresh_token(
+    st: &AppState,
+    client: &Client,
+    p: &HashMap<&str, &str>,
+    cert: &PeerCert,
+) -> OAuthResult<serde_json::Value> {
+    let token = p
+        .get("refresh_token")
+        .copied()
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let now = st.clock.now();
+    let rec = st
+        .store
+        .find_refresh_token(&crate::digest(token))
+        .await
+        .map_err(store)?;
+    let rec = rec.ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid"))?;
+    if rec.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued to another client",
+        ));
+    }
+    if rec.revoked_at.is_some() || rec.expires_at <= now {
+        return Err(OAuthError::invalid_grant(
+            "refresh token is revoked or expired",
+        ));
+    }
+    // Bound to the client's key: the same certificate must present it (RFC 8705 §3 for
+    // public clients; we apply it to every client, as FAPI 2.0 binds all tokens).
+    let bound: authz_core::tokens::Cnf = serde_json::from_value(rec.cnf.clone())
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    if Confirmation::from_cnf(&bound) != Some(mtls(cert)) {
+        return Err(OAuthError::invalid_grant(
+            "refresh token is bound to a different client certificate",
+        ));
+    }
+    if let Some(cid) = &rec.consent_id {
+        consent_is_active(st, cid)
+            .await
+            .map_err(|_| OAuthError::invalid_grant("the consent is no longer active"))?;
+    }
+    let granted = Scope::parse(&rec.scope).unwrap_or_default();
+    let scope = match p.get("scope") {
+        None => rec.scope.clone(),
+        Some(s) => {
+            let asked =
+                Scope::parse(s).map_err(|_| OAuthError::invalid_scope("scope is malformed"))?;
+            if asked.is_empty() || !asked.is_subset(&granted) {
+                return Err(OAuthError::invalid_scope("scope exceeds what was granted"));
+            }
+            asked.to_string()
+        }
+    };
+    let auth: Option<AuthContext> = serde_json::from_value(rec.auth.clone()).ok();
+    let cnf = mtls(cert);
+    let (at, _) = mint_access_token(
+        st,
+        &AccessTokenInput {
+            client_id: &client.client_id,
+            sub: &rec.subject,
+            scope: &scope,
+            cnf: &cnf,
+            consent_id: rec.consent_id.as_deref(),
+            auth: auth.as_ref(),
+        },
+    )?;
+    Ok(json!({
+        "access_token": at,
+        "token_type": "Bearer",
+        "expires_in": st.config.access_token_ttl_secs,
+        "scope": scope,
+        // Not rotated: the same refresh token stays valid.
+        "refresh_token": token,
+    }))
+}
+
+fn client_credentials(
+    st: &AppState,
+    client: &Client,
+    p: &HashMap<&str, &str>,
+    cert: &PeerCert,
+) -> OAuthResult<serde_json::Value> {
+    let allowed = client
+        .allowed_scope()
+        .without("openid")
+        .without("offline_access")
+        .without("profile");
+    let scope = match p.get("scope") {
+        None => allowed,
+        Some(s) => {
+            let asked =
+                Scope::parse(s).map_err(|_| OAuthError::invalid_scope("scope is malformed"))?;
+            if asked.is_empty() || !asked.is_subset(&allowed) {
+                return Err(OAuthError::invalid_scope(
+                    "scope is not available to this client with client_credentials",
+                ));
+            }
+            asked
+        }
+    };
+    let scope = scope.to_string();
+    let (at, _) = mint_access_token(
+        st,
+        &AccessTokenInput {
+            client_id: &client.client_id,
+            sub: &client.client_id,
+            scope: &scope,
+            cnf: &mtls(cert),
+            consent_id: None,
+            auth: None,
+        },
+    )?;
+    Ok(
+        json!({"access_token": at, "token_type": "Bearer", "expires_in": st.config.access_token_ttl_secs, "scope": scope}),
+    )
+}
+
+/// Revoke a consent and everything issued under it (its access tokens die with it at the
+/// next check, because every check looks the consent up).
+pub async fn revoke_consent(st: &AppState, consent_id: &str, why: &str) -> OAuthResult<()> {
+    let now = st.clock.now();
+    let audit = AuditEntry {
+        consent_id: consent_id.to_owned(),
+        at: now,
+        actor: "system".into(),
+        action: "revoked".into(),
+        detail: why.to_owned(),
+    };
+    st.store
+        .transition_consent(
+            consent_id,
+            &[
+                ConsentStatus::Authorised,
+                ConsentStatus::AwaitingAuthorisation,
+            ],
+            ConsentStatus::Revoked,
+            &audit,
+        )
+        .await
+        .map_err(store)?;
+    st.store
+        .revoke_refresh_tokens_for_consent(consent_id, now)
+        .await
+        .map_err(store)?;
+    tracing::warn!(%consent_id, reason = why, "consent revoked");
+    Ok(())
+}

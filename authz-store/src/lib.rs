@@ -1,0 +1,141 @@
+//! Storage seam of the authorization server.
+//!
+//! Durable state (clients, customers, consents and their audit trail, refresh tokens,
+//! revoked access tokens) lives behind [`DurableStore`], implemented once over SQLite and
+//! PostgreSQL (see `sql.rs`). Short-lived state (pushed authorization requests, codes,
+//! `jti` replay entries, interactions) lives behind [`EphemeralStore`], implemented over the
+//! same SQL database (embedded mode) or Redis (scaled mode).
+//!
+//! Every record carries its own expiry as unix seconds; callers pass `now` explicitly so
+//! the protocol layer can run against a manual clock. Backends may garbage-collect expired
+//! rows, but correctness never depends on it: readers check `expires_at` themselves.
+
+pub mod model;
+mod redis_store;
+mod sql;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+pub use model::*;
+pub use redis_store::RedisEphemeral;
+pub use sql::{SqlEphemeral, SqlStore};
+
+use async_trait::async_trait;
+
+/// Infrastructure failure. Never shown to a client beyond a generic `server_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("cache error: {0}")]
+    Cache(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Outcome of consuming a single-use artefact (authorization code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// First use: the stored value.
+    Fresh(String),
+    /// The artefact exists but was consumed before: the stored value, so the caller can
+    /// revoke what was issued from it.
+    Replayed(String),
+    /// Never stored, or already garbage-collected.
+    Missing,
+}
+
+/// Short-lived key/value state, partitioned by namespace (`par`, `code`, `jti`, `ix`...).
+/// Keys are digests or random identifiers, never raw secrets.
+#[async_trait]
+pub trait EphemeralStore: Send + Sync {
+    /// Store `value` under (`ns`, `key`) until `expires_at`, replacing any previous value.
+    async fn put(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Read a value that has not expired.
+    async fn get(&self, ns: &str, key: &str, now: i64) -> StoreResult<Option<String>>;
+    /// Atomically read and delete. Exactly one concurrent caller gets `Some`.
+    async fn take(&self, ns: &str, key: &str, now: i64) -> StoreResult<Option<String>>;
+    /// Delete; absent keys are fine.
+    async fn delete(&self, ns: &str, key: &str) -> StoreResult<()>;
+    /// Atomically insert if no unexpired entry exists. Returns `true` when inserted
+    /// (i.e. the key was not seen before): the replay-cache primitive.
+    async fn insert_if_absent(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Atomically mark as used, keeping the record until it expires, so a second use is
+    /// told apart from an unknown key.
+    async fn consume(&self, ns: &str, key: &str, now: i64) -> StoreResult<Consumed>;
+    /// Liveness probe for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Durable state. One implementation per SQL backend family.
+#[async_trait]
+pub trait DurableStore: Send + Sync {
+    async fn ping(&self) -> StoreResult<()>;
+
+    // clients
+    async fn upsert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+
+    // customers
+    async fn upsert_customer(&self, customer: &CustomerRecord) -> StoreResult<()>;
+    async fn find_customer_by_username(
+        &self,
+        username: &str,
+    ) -> StoreResult<Option<CustomerRecord>>;
+    async fn find_customer(&self, id: &str) -> StoreResult<Option<CustomerRecord>>;
+    /// Record the TOTP time-step just accepted. Returns `false` (and changes nothing) if a
+    /// step at or after `step` was already accepted: a code is never usable twice.
+    async fn advance_totp_step(&self, customer_id: &str, step: i64) -> StoreResult<bool>;
+
+    // consents (grants)
+    /// Insert the consent and its first audit entry in one transaction.
+    async fn insert_consent(&self, consent: &ConsentRecord, audit: &AuditEntry) -> StoreResult<()>;
+    async fn find_consent(&self, id: &str) -> StoreResult<Option<ConsentRecord>>;
+    async fn list_consents_for_customer(
+        &self,
+        customer_id: &str,
+    ) -> StoreResult<Vec<ConsentRecord>>;
+    /// Change status only if the current status is one of `from`; append the audit entry in
+    /// the same transaction. Returns `false` if the consent was not in an allowed state.
+    async fn transition_consent(
+        &self,
+        id: &str,
+        from: &[ConsentStatus],
+        to: ConsentStatus,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    async fn list_audit(&self, consent_id: &str) -> StoreResult<Vec<AuditEntry>>;
+
+    // refresh tokens (stored by digest)
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;
+    async fn find_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshTokenRecord>>;
+    async fn revoke_refresh_token(&self, digest: &str, now: i64) -> StoreResult<()>;
+    async fn revoke_refresh_tokens_for_consent(
+        &self,
+        consent_id: &str,
+        now: i64,
+    ) -> StoreResult<u64>;
+
+    // access-token revocation list (JWT access tokens are self-contained; their `jti` is
+    // recorded here when revoked, until they would have expired anyway)
+    async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
+    async fn is_access_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+}
