@@ -1,0 +1,11 @@
+//! End-to-end tests: one binary, one module per area. Every test starts its own platform.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod authorize;
+mod client_auth;
+mod flow;
+mod par;
+mod resource;
+mod tls;
+mod token;
