@@ -52,6 +52,10 @@ pub struct Config {
     pub interaction_ttl_secs: i64,
     pub consent_ttl_secs: i64,
     pub log_format: LogFormat,
+    /// Sandbox only: extra customers `loadtest-0001`.. sharing the sandbox customer's
+    /// password and TOTP secret, so a load test can run many logins per TOTP time-step
+    /// (each step is accepted once per customer).
+    pub sandbox_load_customers: u32,
     /// PEM bundle of CAs whose client certificates may authenticate (production mode).
     pub client_ca_file: Option<PathBuf>,
     /// Server certificate chain and key (production mode; sandbox generates them).
@@ -94,6 +98,7 @@ impl Default for Config {
             interaction_ttl_secs: 900,
             consent_ttl_secs: 90 * 24 * 3600,
             log_format: LogFormat::Text,
+            sandbox_load_customers: 0,
             client_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -213,6 +218,9 @@ impl Config {
             && !(r.starts_with("redis://") || r.starts_with("rediss://"))
         {
             errs.push("redis_url must start with redis:// or rediss://".into());
+        }
+        if self.sandbox_load_customers > 100_000 {
+            errs.push("sandbox_load_customers must be at most 100000".into());
         }
         if self.mode == Mode::Production {
             for (name, v) in [

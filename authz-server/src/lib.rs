@@ -255,7 +255,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
     };
 
     if let Some(sb) = &sandbox {
-        seed(&*store, sb, now).await?;
+        seed(&*store, sb, now, config.sandbox_load_customers).await?;
     }
 
     let discovery = authz_core::discovery::metadata(
@@ -321,7 +321,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
 }
 
 /// Register the sandbox clients and customer (idempotent).
-async fn seed(store: &dyn DurableStore, sb: &provision::Sandbox, now: i64) -> anyhow::Result<()> {
+async fn seed(
+    store: &dyn DurableStore,
+    sb: &provision::Sandbox,
+    now: i64,
+    load_customers: u32,
+) -> anyhow::Result<()> {
     for c in &sb.clients {
         let rec = authz_store::ClientRecord {
             client_id: c.client_id.clone(),
@@ -358,6 +363,32 @@ async fn seed(store: &dyn DurableStore, sb: &provision::Sandbox, now: i64) -> an
             .upsert_customer(&rec)
             .await
             .map_err(|e| anyhow::anyhow!("seeding customer: {e}"))?;
+    }
+    if load_customers > 0 {
+        // One hash for all: they share the sandbox password on purpose.
+        let hash = password::hash(&kc.password)?;
+        for i in 1..=load_customers {
+            let username = format!("loadtest-{i:04}");
+            let found = store
+                .find_customer_by_username(&username)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if found.is_none() {
+                let rec = authz_store::CustomerRecord {
+                    id: format!("cust-{}", uuid::Uuid::new_v4()),
+                    username,
+                    display_name: format!("Load Test {i}"),
+                    password_hash: hash.clone(),
+                    totp_secret: kc.totp_secret.clone(),
+                    totp_last_step: 0,
+                    created_at: now,
+                };
+                store
+                    .upsert_customer(&rec)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("seeding load customers: {e}"))?;
+            }
+        }
     }
     Ok(())
 }
