@@ -112,7 +112,8 @@ fn web_router(st: Arc<AppState>) -> Router {
         .route("/consent", get(a::get_consent).post(a::post_consent))
         .route(consent_ui::STYLESHEET_PATH, get(a::get_stylesheet))
         .route("/healthz", get(meta::get_healthz))
-        .route("/readyz", get(meta::get_readyz));
+        .route("/readyz", get(meta::get_readyz))
+        .route("/openapi.json", get(meta::get_openapi));
     if st.config.mode == Mode::Sandbox {
         r = r.route("/sandbox/callback", get(a::get_sandbox_callback));
     }

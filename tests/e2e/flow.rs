@@ -181,3 +181,47 @@ async fn discovery_lists_exactly_what_is_supported() {
     );
     p.finish().await;
 }
+
+#[tokio::test]
+async fn every_documented_path_is_served_on_its_listener() {
+    let p = TestPlatform::spawn().await;
+    let doc: Value = p
+        .pkjwt
+        .http_no_cert
+        .get(format!("{}/openapi.json", p.kit.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mtls_base = p
+        .pkjwt
+        .endpoint("token_endpoint")
+        .trim_end_matches("/token")
+        .to_owned();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 12);
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let on_mtls = op["servers"][0]["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with(":8444"));
+            let base = if on_mtls { &mtls_base } else { &p.kit.issuer };
+            let url = format!("{base}{path}");
+            let req = match method.as_str() {
+                "get" => p.pkjwt.http.get(&url),
+                _ => p
+                    .pkjwt
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded"),
+            };
+            let status = req.send().await.unwrap().status();
+            assert_ne!(status, 404, "{method} {url} is documented but not served");
+            assert_ne!(status, 405, "{method} {url} is documented but not allowed");
+            assert!(status.as_u16() < 500, "{method} {url} answered {status}");
+        }
+    }
+    p.finish().await;
+}

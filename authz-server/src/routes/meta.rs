@@ -59,3 +59,15 @@ pub async fn not_found() -> Response {
     )
         .into_response()
 }
+
+/// The OpenAPI description of this server's HTTP API (kept in `docs/openapi/`).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi/authorization-server.json");
+
+pub async fn get_openapi() -> Response {
+    let mut r = OPENAPI.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
