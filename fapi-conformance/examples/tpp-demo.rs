@@ -11,7 +11,9 @@ use fapi_conformance::{Kit, Pkce, Tpp};
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut args = std::env::args().skip(1);
-    let kit_path = args.next().unwrap_or_else(|| "certs/sandbox/kit.json".into());
+    let kit_path = args
+        .next()
+        .unwrap_or_else(|| "certs/sandbox/kit.json".into());
     let method = args.next().unwrap_or_else(|| "private_key_jwt".into());
     let kit = Kit::load(std::path::Path::new(&kit_path))?;
     let tpp = Tpp::from_kit(&kit, kit.client(&method)?).await?;
@@ -21,27 +23,66 @@ async fn main() -> anyhow::Result<()> {
     let par = tpp.par(&pkce, "demo-state", "demo-nonce", &[]).await?;
     anyhow::ensure!(par.status == 201, "PAR failed: {}", par.body);
     let request_uri = par.str("request_uri").unwrap_or_default();
-    println!("1. PAR          -> {request_uri} (expires in {}s)", par.body["expires_in"]);
+    println!(
+        "1. PAR          -> {request_uri} (expires in {}s)",
+        par.body["expires_in"]
+    );
 
     let url = tpp.authorize_url(request_uri);
     println!("2. authorize    -> {url}");
     let customer = Customer::new(&std::fs::read(&kit.ca_cert)?, &kit.issuer)?;
     let c = &kit.customer;
-    let back = customer.authorize(&url, &c.username, &c.password, &totp(&c.totp_secret, now())?, true).await?;
-    println!("3. login + TOTP + consent as {} -> redirected to {}", c.username, back.path());
-    anyhow::ensure!(param(&back, "iss").as_deref() == Some(kit.issuer.as_str()), "iss missing or wrong");
+    let back = customer
+        .authorize(
+            &url,
+            &c.username,
+            &c.password,
+            &totp(&c.totp_secret, now())?,
+            true,
+        )
+        .await?;
+    println!(
+        "3. login + TOTP + consent as {} -> redirected to {}",
+        c.username,
+        back.path()
+    );
+    anyhow::ensure!(
+        param(&back, "iss").as_deref() == Some(kit.issuer.as_str()),
+        "iss missing or wrong"
+    );
     let code = param(&back, "code").ok_or_else(|| anyhow::anyhow!("no code: {back}"))?;
 
     let t = tpp.exchange_code(&code, &pkce).await?;
     anyhow::ensure!(t.status == 200, "token exchange failed: {}", t.body);
     let at = t.str("access_token").unwrap_or_default();
     let claims = jwt_claims(at);
-    println!("4. token        -> access token for {} scope \"{}\" bound to x5t#S256 {} (consent {})", claims["sub"], claims["scope"].as_str().unwrap_or(""), claims["cnf"]["x5t#S256"], claims["consent_id"]);
-    println!("   id_token     -> acr {} amr {}", jwt_claims(t.str("id_token").unwrap_or_default())["acr"], jwt_claims(t.str("id_token").unwrap_or_default())["amr"]);
+    println!(
+        "4. token        -> access token for {} scope \"{}\" bound to x5t#S256 {} (consent {})",
+        claims["sub"],
+        claims["scope"].as_str().unwrap_or(""),
+        claims["cnf"]["x5t#S256"],
+        claims["consent_id"]
+    );
+    println!(
+        "   id_token     -> acr {} amr {}",
+        jwt_claims(t.str("id_token").unwrap_or_default())["acr"],
+        jwt_claims(t.str("id_token").unwrap_or_default())["amr"]
+    );
 
-    let ui = tpp.get_with_token(&tpp.endpoint("userinfo_endpoint"), at, true).await?;
+    let ui = tpp
+        .get_with_token(&tpp.endpoint("userinfo_endpoint"), at, true)
+        .await?;
     println!("5. userinfo     -> {} {}", ui.status, ui.body);
-    let r = tpp.token(&[("grant_type", "refresh_token"), ("refresh_token", t.str("refresh_token").unwrap_or_default())]).await?;
-    println!("6. refresh      -> {} (refresh token rotated: {})", r.status, r.str("refresh_token") != t.str("refresh_token"));
+    let r = tpp
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t.str("refresh_token").unwrap_or_default()),
+        ])
+        .await?;
+    println!(
+        "6. refresh      -> {} (refresh token rotated: {})",
+        r.status,
+        r.str("refresh_token") != t.str("refresh_token")
+    );
     Ok(())
 }
