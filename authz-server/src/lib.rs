@@ -233,6 +233,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
                 &issuer,
                 &mtls_base,
                 &resource_base,
+                config.sandbox_load_customers,
             )?;
             (
                 sb.server_chain_pem.clone(),
@@ -369,7 +370,7 @@ async fn seed(
         // One hash for all: they share the sandbox password on purpose.
         let hash = password::hash(&kc.password)?;
         for i in 1..=load_customers {
-            let username = format!("loadtest-{i:04}");
+            let username = format!("{}{i:04}", provision::POOL_PREFIX);
             let found = store
                 .find_customer_by_username(&username)
                 .await

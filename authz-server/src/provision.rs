@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub const PKJWT_CLIENT: &str = "sandbox-tpp-pkjwt";
 pub const MTLS_CLIENT: &str = "sandbox-tpp-mtls";
 pub const SANDBOX_USERNAME: &str = "alice";
+pub const POOL_PREFIX: &str = "loadtest-";
 pub const KIT_SCOPE: &str = "openid accounts payments";
 const REGISTERED_SCOPE: &str = "openid profile accounts payments offline_access";
 /// The OpenID Foundation suite's default callback for a plan aliased `wekeza`.
@@ -33,6 +34,16 @@ pub struct Kit {
     pub discovery_url: String,
     #[serde(default)]
     pub mtls_base_url: String,
+    /// Added: extra sandbox customers (`<prefix>0001`..) sharing `customer`'s password and
+    /// TOTP secret, for tools that need many logins per TOTP time-step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_pool: Option<CustomerPool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CustomerPool {
+    pub prefix: String,
+    pub count: u32,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -106,6 +117,7 @@ pub fn ensure_sandbox(
     issuer: &str,
     mtls_base: &str,
     resource_base: &str,
+    pool: u32,
 ) -> anyhow::Result<Sandbox> {
     let dir = abs(certs_dir)?;
     let sb = dir.join("sandbox");
@@ -248,6 +260,10 @@ pub fn ensure_sandbox(
         clients: kit_clients,
         discovery_url: format!("{issuer}/.well-known/openid-configuration"),
         mtls_base_url: mtls_base.into(),
+        customer_pool: (pool > 0).then(|| CustomerPool {
+            prefix: POOL_PREFIX.into(),
+            count: pool,
+        }),
     };
     write_private(&kit_path, &serde_json::to_vec_pretty(&kit)?)?;
     Ok(Sandbox {

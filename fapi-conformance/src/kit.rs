@@ -11,6 +11,22 @@ pub struct Kit {
     pub ca_cert: PathBuf,
     pub customer: Customer,
     pub clients: Vec<KitClient>,
+    /// Extra customers sharing `customer`'s password and TOTP secret (sandbox, opt-in).
+    #[serde(default)]
+    pub customer_pool: Option<CustomerPool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CustomerPool {
+    pub prefix: String,
+    pub count: u32,
+}
+
+impl CustomerPool {
+    /// The `n`-th pooled username (1-based), e.g. `loadtest-0042`.
+    pub fn username(&self, n: u32) -> String {
+        format!("{}{n:04}", self.prefix)
+    }
 }
 
 #[derive(Clone, Deserialize)]
