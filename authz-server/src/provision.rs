@@ -206,7 +206,7 @@ pub fn ensure_sandbox(
             } else {
                 "Sandbox Payments App".into()
             },
-            client_uri: Some("https://sandbox.wekeza.test".into()),
+            client_uri: None,
             token_endpoint_auth_method: method,
             jwks,
             redirect_uris: vec![redirect_uri.clone(), CONFORMANCE_CALLBACK.into()],

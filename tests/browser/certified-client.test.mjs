@@ -10,6 +10,7 @@ import {
   jwtParts,
   launchChromium,
   newContext,
+  screenshot,
   startServer,
   submitOtp,
   submitPassword,
@@ -98,7 +99,7 @@ async function fullFlow(clientId) {
     const customer = server.kit.customer;
     await submitPassword(page, customer, clientId);
     await submitOtp(page, await authenticator.freshCode(), clientId);
-    await page.screenshot({ path: `screenshots/${clientId}-consent.png`, fullPage: true });
+    await screenshot(page, `${clientId}-consent`);
     callback = await decide(page, '#approve', client.redirect_uri);
   } finally {
     await context.close();

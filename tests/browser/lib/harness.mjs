@@ -57,6 +57,7 @@ export async function startServer(name) {
       PATH: process.env.PATH,
       HOME: process.env.HOME ?? dir,
       RUST_LOG: process.env.RUST_LOG ?? 'info',
+      NO_COLOR: '1',
       WEKEZA_WEB_PORT: String(web),
       WEKEZA_MTLS_PORT: String(mtls),
       WEKEZA_RS_PORT: String(rs),
@@ -69,6 +70,9 @@ export async function startServer(name) {
   }
   let exited = null;
   const exit = new Promise((ok) => child.once('exit', (code, sig) => ok((exited = sig ?? code))));
+  // Never outlive the test process, even when it dies before `stop`.
+  const reap = () => exited === null && child.kill('SIGKILL');
+  process.once('exit', reap);
   const tail = () => logLines.slice(-40).join('\n');
 
   const kitPath = join(dir, 'certs/sandbox/kit.json');
@@ -112,6 +116,7 @@ export async function startServer(name) {
       };
     },
     async stop() {
+      process.off('exit', reap);
       if (exited === null) {
         child.kill('SIGTERM');
         const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
