@@ -13,6 +13,9 @@ echo "== the same suite on PostgreSQL + Redis (scaled) =="
 WEKEZA_TEST_BACKEND=scaled WEKEZA_TEST_POSTGRES_URL="$PG_URL" WEKEZA_TEST_REDIS_URL="$REDIS_URL_T" \
   cargo test --workspace --locked
 
+echo "== FAPI 2.0 conformance runner, every supported variant, against a fresh sandbox =="
+fapi-conformance/run-ci.sh
+
 if [ -x tests/browser/run.sh ]; then
   echo "== browser and certified-client tests =="
   tests/browser/run.sh

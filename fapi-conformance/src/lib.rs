@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod kit;
+pub mod runner;
 pub mod tpp;
 
 pub use kit::Kit;

@@ -1,0 +1,729 @@
+//! Per-variant state shared by the modules: the two clients, the customer pool, and the
+//! building blocks every module uses (pushing a request, driving the customer's browser,
+//! exchanging a code, calling the protected resource).
+
+use super::browse::{Form, error_page};
+use super::log::Log;
+use super::variant::{Capabilities, Variant};
+use crate::Pkce;
+use crate::browser::{Customer, totp};
+use crate::kit::Kit;
+use crate::tpp::{ASSERTION_TYPE, Reply, Tpp, enc, now, random};
+use anyhow::Context;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use url::Url;
+
+/// Sandbox customers that may log in. Each TOTP time-step is accepted once per customer,
+/// so logins are spread over the pool; with no pool, a login waits for the next step.
+pub struct Customers {
+    names: Vec<String>,
+    password: String,
+    secret: String,
+    state: Mutex<(usize, HashMap<String, i64>)>,
+}
+
+impl Customers {
+    pub fn from_kit(kit: &Kit) -> Self {
+        let mut names: Vec<String> = match &kit.customer_pool {
+            Some(p) => (1..=p.count).map(|n| p.username(n)).collect(),
+            None => Vec::new(),
+        };
+        names.push(kit.customer.username.clone());
+        // Start somewhere random so two runs close together rarely collide.
+        let start = rand::random::<u32>() as usize % names.len();
+        Self {
+            names,
+            password: kit.customer.password.clone(),
+            secret: kit.customer.totp_secret.clone(),
+            state: Mutex::new((start, HashMap::new())),
+        }
+    }
+
+    pub fn pool_size(&self) -> usize {
+        self.names.len()
+    }
+
+    /// A customer not used in the current TOTP step, with its current code.
+    pub async fn take(&self) -> anyhow::Result<(String, String, String)> {
+        loop {
+            let t = now();
+            let step = t / 30;
+            {
+                let mut g = self
+                    .state
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("customer pool lock poisoned"))?;
+                let n = self.names.len();
+                for i in 0..n {
+                    let idx = (g.0 + i) % n;
+                    let name = &self.names[idx];
+                    if g.1.get(name).is_none_or(|s| *s < step) {
+                        g.1.insert(name.clone(), step);
+                        g.0 = idx + 1;
+                        return Ok((name.clone(), self.password.clone(), totp(&self.secret, t)?));
+                    }
+                }
+            }
+            let wait = 30 - t.rem_euclid(30);
+            tokio::time::sleep(Duration::from_millis(wait as u64 * 1000 + 300)).await;
+        }
+    }
+}
+
+/// How a request authenticates the client.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// The client's registered method.
+    Normal,
+    /// `client_id` + this `client_assertion`.
+    Assertion(String),
+    /// `client_id` only (no assertion).
+    ClientIdOnly,
+}
+
+/// An authorization request before it is pushed: the parameters the modules vary.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    /// Added or replacing parameters.
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl Req {
+    pub fn set(mut self, k: &str, v: &str) -> Self {
+        self.set.retain(|(n, _)| n != k);
+        self.set.push((k.to_owned(), v.to_owned()));
+        self
+    }
+    pub fn remove(mut self, k: &str) -> Self {
+        self.remove.push(k.to_owned());
+        self
+    }
+}
+
+/// A pushed request and what is needed to continue with it.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub pkce: Pkce,
+    pub req: Req,
+    pub request_uri: String,
+    pub expires_in: i64,
+    pub pushed_at: i64,
+    /// Authorization URL carrying only `client_id` and `request_uri`.
+    pub url: String,
+}
+
+/// How the customer should answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Approve,
+    Deny,
+    /// Stop when the login page shows (a link preloader's visit).
+    StopAtLogin,
+}
+
+/// Where the front channel ended.
+#[derive(Debug, Clone)]
+pub enum Front {
+    /// Redirected to a client redirect URI.
+    Callback(Url),
+    /// The AS showed a page instead (an error page, normally).
+    Page {
+        status: u16,
+        error: Option<String>,
+        title: String,
+    },
+    /// The login page (only with [`Mode::StopAtLogin`]).
+    LoginPage,
+}
+
+impl Front {
+    pub fn param(&self, k: &str) -> Option<String> {
+        match self {
+            Front::Callback(u) => crate::browser::param(u, k),
+            _ => None,
+        }
+    }
+}
+
+/// Tokens from a successful code exchange.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub reply: Reply,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<Value>,
+}
+
+pub struct Ctx {
+    pub kit: Kit,
+    pub variant: Variant,
+    pub caps: Capabilities,
+    /// Client 1: the variant's authentication method.
+    pub c1: Tpp,
+    /// Client 2: another client (same method when the kit has two, else the other one).
+    pub c2: Tpp,
+    pub ca_pem: Vec<u8>,
+    pub customers: Arc<Customers>,
+    /// Configured authorization code lifetime (seconds).
+    pub code_lifetime: u64,
+    /// Variant-level notes (e.g. how client 2 was chosen).
+    pub notes: Vec<String>,
+    jwks: tokio::sync::OnceCell<Vec<fapi_jose::Jwk>>,
+}
+
+impl Ctx {
+    pub async fn new(
+        kit: &Kit,
+        variant: Variant,
+        caps: Capabilities,
+        customers: Arc<Customers>,
+        code_lifetime: u64,
+    ) -> anyhow::Result<Self> {
+        let method = variant.auth_method();
+        let same: Vec<_> = kit
+            .clients
+            .iter()
+            .filter(|c| c.token_endpoint_auth_method == method)
+            .collect();
+        let k1 = *same
+            .first()
+            .with_context(|| format!("kit has no {method} client"))?;
+        let mut notes = Vec::new();
+        let k2 = match same.get(1) {
+            Some(c) => *c,
+            None => {
+                let other = kit
+                    .clients
+                    .iter()
+                    .find(|c| c.client_id != k1.client_id)
+                    .context("kit has only one client; two are needed")?;
+                notes.push(format!(
+                    "client2 is {} ({}): the kit has one {method} client only; the OIDF suite needs two clients with the same method",
+                    other.client_id, other.token_endpoint_auth_method
+                ));
+                other
+            }
+        };
+        let scope = |s: &str| -> String {
+            if variant.openid() {
+                if s.split(' ').any(|x| x == "openid") {
+                    s.to_owned()
+                } else {
+                    format!("openid {s}")
+                }
+            } else {
+                s.split(' ')
+                    .filter(|x| !x.is_empty() && *x != "openid")
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        let mut c1 = Tpp::from_kit(kit, k1).await?;
+        c1.scope = scope(&c1.scope);
+        let mut c2 = Tpp::from_kit(kit, k2).await?;
+        c2.scope = scope(&c2.scope);
+        if !variant.openid() {
+            notes.push("plain_oauth: no resource server yet, so the userinfo endpoint stands in for the resource (without the openid scope it answers 403 insufficient_scope after validating the token and its binding)".into());
+        }
+        let ca_pem = std::fs::read(&kit.ca_cert)
+            .with_context(|| format!("reading {}", kit.ca_cert.display()))?;
+        Ok(Self {
+            kit: kit.clone(),
+            variant,
+            caps,
+            c1,
+            c2,
+            ca_pem,
+            customers,
+            code_lifetime,
+            notes,
+            jwks: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.kit.issuer
+    }
+
+    pub fn openid(&self) -> bool {
+        self.variant.openid()
+    }
+
+    /// A standard request: random state, and a nonce for OpenID Connect.
+    pub fn req(&self) -> Req {
+        Req {
+            state: Some(random(24)),
+            nonce: self.openid().then(|| random(24)),
+            set: Vec::new(),
+            remove: Vec::new(),
+        }
+    }
+
+    pub fn par_params(&self, tpp: &Tpp, pkce: &Pkce, req: &Req) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = [
+            ("response_type", "code"),
+            ("redirect_uri", tpp.redirect_uri.as_str()),
+            ("scope", tpp.scope.as_str()),
+            ("code_challenge", pkce.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        if let Some(s) = &req.state {
+            p.push(("state".into(), s.clone()));
+        }
+        if let Some(n) = &req.nonce {
+            p.push(("nonce".into(), n.clone()));
+        }
+        for (k, v) in &req.set {
+            p.retain(|(n, _)| n != k);
+            p.push((k.clone(), v.clone()));
+        }
+        p.retain(|(n, _)| !req.remove.contains(n));
+        p
+    }
+
+    /// Client authentication parameters.
+    pub fn auth(&self, tpp: &Tpp, how: &ClientAuth) -> Vec<(String, String)> {
+        match how {
+            ClientAuth::Normal => tpp.auth_params(),
+            ClientAuth::Assertion(a) => vec![
+                ("client_id".into(), tpp.client_id.clone()),
+                ("client_assertion_type".into(), ASSERTION_TYPE.into()),
+                ("client_assertion".into(), a.clone()),
+            ],
+            ClientAuth::ClientIdOnly => vec![("client_id".into(), tpp.client_id.clone())],
+        }
+    }
+
+    pub fn par_url(&self, tpp: &Tpp) -> String {
+        tpp.endpoint("pushed_authorization_request_endpoint")
+    }
+
+    pub fn token_url(&self, tpp: &Tpp) -> String {
+        tpp.endpoint("token_endpoint")
+    }
+
+    /// POST a pushed authorization request; evidence is recorded.
+    pub async fn par(
+        &self,
+        log: &mut Log,
+        tpp: &Tpp,
+        pkce: &Pkce,
+        req: &Req,
+        how: &ClientAuth,
+    ) -> anyhow::Result<Reply> {
+        let mut form = self.auth(tpp, how);
+        form.extend(self.par_params(tpp, pkce, req));
+        let r = tpp.post_form(&self.par_url(tpp), &form, true).await?;
+        log.reply("PAR", summarize("POST PAR", &form), &r);
+        Ok(r)
+    }
+
+    pub fn authorize_url(&self, tpp: &Tpp, request_uri: &str) -> String {
+        tpp.authorize_url(request_uri)
+    }
+
+    /// Push a request that must be accepted (201 with `request_uri` and `expires_in`).
+    pub async fn push(&self, log: &mut Log, tpp: &Tpp, req: Req) -> anyhow::Result<Pushed> {
+        let pkce = Pkce::new();
+        let pushed_at = now();
+        let r = self.par(log, tpp, &pkce, &req, &ClientAuth::Normal).await?;
+        if !log.check(
+            r.status.as_u16() == 201,
+            "PAR-2.2",
+            format!("PAR answers 201 Created (got {})", r.status),
+        ) {
+            anyhow::bail!("PAR refused: {} {}", r.status, r.body);
+        }
+        let request_uri = r.str("request_uri").unwrap_or_default().to_owned();
+        let expires_in = r.body.get("expires_in").and_then(|v| v.as_i64());
+        log.check(
+            !request_uri.is_empty() && expires_in.is_some(),
+            "PAR-2.2",
+            "PAR response carries request_uri and expires_in",
+        );
+        Ok(Pushed {
+            url: self.authorize_url(tpp, &request_uri),
+            pkce,
+            req,
+            request_uri,
+            expires_in: expires_in.unwrap_or(0),
+            pushed_at,
+        })
+    }
+
+    /// Drive the customer's browser from `url` through login, second factor and consent.
+    /// `extra` names further redirect URIs to treat as the client's.
+    pub async fn drive(
+        &self,
+        log: &mut Log,
+        url: &str,
+        mode: Mode,
+        extra: &[&str],
+    ) -> anyhow::Result<Front> {
+        let mut callbacks: Vec<&str> = vec![&self.c1.redirect_uri, &self.c2.redirect_uri];
+        callbacks.extend_from_slice(extra);
+        for attempt in 0..4 {
+            match self.drive_once(url, mode, &callbacks).await? {
+                Some(f) => {
+                    record_front(log, url, &f);
+                    return Ok(f);
+                }
+                None => log.note(format!(
+                    "one-time code refused on attempt {} (time-step already used by another run?); retrying with another customer",
+                    attempt + 1
+                )),
+            }
+        }
+        anyhow::bail!("the second factor was refused four times")
+    }
+
+    /// One pass; `None` when the one-time code was refused (retry with another customer).
+    async fn drive_once(
+        &self,
+        url: &str,
+        mode: Mode,
+        callbacks: &[&str],
+    ) -> anyhow::Result<Option<Front>> {
+        let agent = Customer::new(&self.ca_pem, self.issuer())?;
+        let base = Url::parse(self.issuer())?;
+        let mut page = agent.get(url).await?;
+        let mut current = Url::parse(url)?;
+        let (mut did_password, mut did_otp) = (false, false);
+        let mut otp_code: Option<String> = None;
+        for _ in 0..12 {
+            let status = page.status.as_u16();
+            if (300..400).contains(&status) {
+                let loc = page.location.clone().unwrap_or_default();
+                let next = current.join(&loc).or_else(|_| base.join(&loc))?;
+                let bare = next.as_str().split(['?', '#']).next().unwrap_or_default();
+                if callbacks.contains(&bare) || next.origin() != base.origin() {
+                    return Ok(Some(Front::Callback(next)));
+                }
+                current = next.clone();
+                page = agent.get(next.as_str()).await?;
+                continue;
+            }
+            let Some(form) = Form::parse(&page.html) else {
+                return Ok(Some(error_page(status, &page.html)));
+            };
+            let action = current.join(&form.action)?.to_string();
+            let mut fields = form.hidden.clone();
+            if form.has("password") {
+                if mode == Mode::StopAtLogin {
+                    return Ok(Some(Front::LoginPage));
+                }
+                anyhow::ensure!(!did_password, "the login form came back: password refused");
+                did_password = true;
+                let (user, pw, otp) = self.customers.take().await?;
+                fields.push((form.text_name("username"), user));
+                fields.push(("password".into(), pw));
+                otp_code = Some(otp);
+                page = post(&agent, &action, &fields).await?;
+                current = Url::parse(&action)?;
+                continue;
+            }
+            if form.has("otp") {
+                if did_otp {
+                    return Ok(None);
+                }
+                did_otp = true;
+                let otp = otp_code
+                    .take()
+                    .context("second-factor form before the password form")?;
+                fields.push(("otp".into(), otp));
+                page = post(&agent, &action, &fields).await?;
+                current = Url::parse(&action)?;
+                continue;
+            }
+            if form.buttons.iter().any(|(n, _)| n == "decision") {
+                let want = if mode == Mode::Deny {
+                    "deny"
+                } else {
+                    "approve"
+                };
+                fields.push(("decision".into(), want.into()));
+                page = post(&agent, &action, &fields).await?;
+                current = Url::parse(&action)?;
+                continue;
+            }
+            return Ok(Some(error_page(status, &page.html)));
+        }
+        anyhow::bail!("too many steps in the customer's interaction")
+    }
+
+    /// Push, approve, and check the authorization response; returns the code.
+    pub async fn authorize(
+        &self,
+        log: &mut Log,
+        tpp: &Tpp,
+        req: Req,
+    ) -> anyhow::Result<(Pushed, String)> {
+        let p = self.push(log, tpp, req).await?;
+        let f = self.drive(log, &p.url, Mode::Approve, &[]).await?;
+        let code = self.check_success_callback(log, tpp, &f, p.req.state.as_deref())?;
+        Ok((p, code))
+    }
+
+    /// The whole flow up to the tokens, every step checked.
+    pub async fn flow(
+        &self,
+        log: &mut Log,
+        tpp: &Tpp,
+        req: Req,
+    ) -> anyhow::Result<(Pushed, Tokens)> {
+        let (p, code) = self.authorize(log, tpp, req).await?;
+        let r = self
+            .exchange(log, tpp, &code, &p.pkce, &ClientAuth::Normal, true)
+            .await?;
+        let t = self
+            .check_tokens(log, tpp, &r, p.req.nonce.as_deref())
+            .await?;
+        Ok((p, t))
+    }
+
+    /// Authorization-code grant.
+    pub async fn exchange(
+        &self,
+        log: &mut Log,
+        tpp: &Tpp,
+        code: &str,
+        pkce: &Pkce,
+        how: &ClientAuth,
+        with_cert: bool,
+    ) -> anyhow::Result<Reply> {
+        let mut form = self.auth(tpp, how);
+        form.extend(
+            [
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &tpp.redirect_uri),
+                ("code_verifier", &pkce.verifier),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        self.token_call(log, tpp, form, with_cert).await
+    }
+
+    /// POST to the token endpoint with `form` (already carrying client authentication).
+    pub async fn token_call(
+        &self,
+        log: &mut Log,
+        tpp: &Tpp,
+        form: Vec<(String, String)>,
+        with_cert: bool,
+    ) -> anyhow::Result<Reply> {
+        let label = if with_cert {
+            "POST token"
+        } else {
+            "POST token (no client certificate)"
+        };
+        let r = tpp
+            .post_form(&self.token_url(tpp), &form, with_cert)
+            .await?;
+        log.reply("token", summarize(label, &form), &r);
+        Ok(r)
+    }
+
+    /// GET the protected resource (userinfo stands in until the RS exists).
+    pub async fn resource(
+        &self,
+        log: &mut Log,
+        tpp: &Tpp,
+        token: &str,
+        scheme: &str,
+        with_cert: bool,
+    ) -> anyhow::Result<Reply> {
+        let url = self.resource_url(tpp);
+        let http = if with_cert {
+            &tpp.http
+        } else {
+            &tpp.http_no_cert
+        };
+        let resp = http
+            .get(&url)
+            .header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"))
+            .send()
+            .await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await?;
+        let r = Reply {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        };
+        let www = r
+            .headers
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        log.evidence(
+            "resource",
+            format!(
+                "GET {url} Authorization: {scheme} <{}>{}",
+                tpp.client_id,
+                if with_cert {
+                    ""
+                } else {
+                    " (no client certificate)"
+                }
+            ),
+            Some(status.as_u16()),
+            r.str("error").map(str::to_owned),
+            www,
+        );
+        Ok(r)
+    }
+
+    pub fn resource_url(&self, tpp: &Tpp) -> String {
+        tpp.endpoint("userinfo_endpoint")
+    }
+
+    /// The AS's published keys (fetched once).
+    pub async fn server_keys(&self) -> anyhow::Result<&Vec<fapi_jose::Jwk>> {
+        self.jwks
+            .get_or_try_init(|| async {
+                let uri = self
+                    .c1
+                    .discovery
+                    .get("jwks_uri")
+                    .and_then(|v| v.as_str())
+                    .context("discovery has no jwks_uri")?;
+                let set: fapi_jose::Jwks = self
+                    .c1
+                    .http_no_cert
+                    .get(uri)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                Ok::<_, anyhow::Error>(set.keys)
+            })
+            .await
+    }
+
+    /// A client assertion for `tpp` with claims overridden (`null` removes a claim).
+    pub fn assertion(&self, tpp: &Tpp, overrides: Value) -> String {
+        tpp.assertion_with(overrides)
+    }
+}
+
+async fn post(
+    agent: &Customer,
+    url: &str,
+    fields: &[(String, String)],
+) -> anyhow::Result<crate::browser::Page> {
+    let refs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    agent.post(url, &refs).await
+}
+
+fn record_front(log: &mut Log, url: &str, f: &Front) {
+    let short: String = url.chars().take(140).collect();
+    match f {
+        Front::Callback(u) => {
+            let keys: Vec<String> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    if k == "error" || k == "error_description" {
+                        format!("{k}={v}")
+                    } else {
+                        k.into_owned()
+                    }
+                })
+                .collect();
+            log.evidence(
+                "authorize",
+                format!("browser GET {short}"),
+                Some(303),
+                crate::browser::param(u, "error"),
+                Some(format!(
+                    "redirected to {} with [{}]",
+                    u.as_str().split('?').next().unwrap_or_default(),
+                    keys.join(", ")
+                )),
+            );
+        }
+        Front::Page {
+            status,
+            error,
+            title,
+        } => log.evidence(
+            "authorize",
+            format!("browser GET {short}"),
+            Some(*status),
+            error.clone(),
+            Some(format!("page shown: {title}")),
+        ),
+        Front::LoginPage => log.evidence(
+            "authorize",
+            format!("browser GET {short}"),
+            Some(200),
+            None,
+            Some("login page shown".into()),
+        ),
+    }
+}
+
+/// A request summary for evidence: parameter names, with values only where they matter
+/// and never secrets or assertions.
+pub fn summarize(label: &str, form: &[(String, String)]) -> String {
+    let shown: Vec<String> = form
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "client_assertion" => format!("{k}=<jwt {}>", assertion_summary(v)),
+            "code" | "refresh_token" | "code_verifier" | "code_challenge" | "request_uri" => {
+                format!("{k}=…")
+            }
+            "state" | "nonce" if v.len() > 16 => format!("{k}=<{} chars>", v.len()),
+            _ => format!("{k}={}", v.chars().take(80).collect::<String>()),
+        })
+        .collect();
+    format!("{label} {}", shown.join("&"))
+}
+
+fn assertion_summary(jwt: &str) -> String {
+    let u = match fapi_jose::Unverified::parse(jwt) {
+        Ok(u) => u,
+        Err(_) => return "unparseable".into(),
+    };
+    let t = now();
+    let rel = |k: &str| {
+        u.claims
+            .get(k)
+            .and_then(|v| v.as_i64())
+            .map(|x| format!("{k}={:+}s", x - t))
+    };
+    let mut parts = vec![format!("alg={}", u.header.alg)];
+    parts.extend(["iat", "nbf", "exp"].iter().filter_map(|k| rel(k)));
+    for k in ["aud", "sub"] {
+        match u.claims.get(k) {
+            Some(v) => parts.push(format!("{k}={v}")),
+            None => parts.push(format!("no {k}")),
+        }
+    }
+    parts.join(" ")
+}
+
+/// The authorization URL with `extra` query parameters appended.
+pub fn with_query(url: &str, extra: &[(&str, &str)]) -> String {
+    let mut s = url.to_owned();
+    for (k, v) in extra {
+        s.push(if s.contains('?') { '&' } else { '?' });
+        s.push_str(&format!("{}={}", enc(k), enc(v)));
+    }
+    s
+}

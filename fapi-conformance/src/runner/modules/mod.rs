@@ -1,0 +1,9 @@
+//! Module bodies, grouped by what they exercise. Each is
+//! `async fn(&Ctx, &mut Log) -> anyhow::Result<()>`; an error ends the module as FAIL.
+
+pub mod authz;
+pub mod discovery;
+pub mod flows;
+pub mod holder;
+pub mod refresh;
+pub mod token;
