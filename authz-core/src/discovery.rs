@@ -61,7 +61,8 @@ pub fn metadata(e: &Endpoints, id_token_algs: &[Alg]) -> Value {
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "name"],
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
-        "request_uri_parameter_supported": false,
+        // Only PAR-issued request_uris are accepted, but they are accepted.
+        "request_uri_parameter_supported": true,
         "acr_values_supported": [crate::tokens::ACR_SCA],
         "prompt_values_supported": ["none", "login", "consent"],
     })

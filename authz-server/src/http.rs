@@ -67,6 +67,18 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        // RFC 6749 §2.3: one authentication method per request, and shared secrets
+        // (client_secret_basic) are not a FAPI 2.0 method at all.
+        let basic = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")));
+        if basic {
+            return Err(ApiError(OAuthError::invalid_client(
+                "HTTP Basic client authentication is not accepted; use private_key_jwt or tls_client_auth",
+            )));
+        }
         let ct = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -85,10 +97,51 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
                     "request body is too large or unreadable",
                 ))
             })?;
-        Ok(Self(
-            url::form_urlencoded::parse(&bytes).into_owned().collect(),
-        ))
+        parse_form(&bytes).map(Self).ok_or_else(|| {
+            ApiError(OAuthError::invalid_request(
+                "request body is not valid application/x-www-form-urlencoded",
+            ))
+        })
     }
+}
+
+/// Strict `application/x-www-form-urlencoded`: UTF-8 text, every `%` followed by two hex
+/// digits, every decoded name and value UTF-8. (`url::form_urlencoded` is lenient: it
+/// passes bad escapes through and replaces invalid UTF-8, so garbage would reach the
+/// protocol layer as parameters instead of being refused as a malformed request.)
+fn parse_form(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((form_decode(k)?, form_decode(v)?))
+        })
+        .collect()
+}
+
+fn form_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    b.get(i + 1).and_then(|c| (*c as char).to_digit(16)),
+                    b.get(i + 2).and_then(|c| (*c as char).to_digit(16)),
+                ) else {
+                    return None;
+                };
+                out.push((h * 16 + l) as u8);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The verified client certificate of this connection, if any.
@@ -178,4 +231,30 @@ pub fn to_map(pairs: &[(String, String)]) -> HashMap<&str, &str> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_form;
+
+    #[test]
+    fn form_parsing_is_strict() {
+        let ok = parse_form(b"a=b+c&d=%41%c3%A9&e&&f=");
+        let want: Vec<(String, String)> = [("a", "b c"), ("d", "A\u{e9}"), ("e", ""), ("f", "")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(ok, Some(want));
+        for bad in [
+            &b"a=%zz"[..],
+            b"a=%4",
+            b"a=%",
+            b"a=%+1",
+            b"a=%ff",
+            b"a=\xff",
+            b"\xc3\x28=1",
+        ] {
+            assert!(parse_form(bad).is_none(), "{bad:?}");
+        }
+    }
 }

@@ -14,12 +14,42 @@ use std::path::{Path, PathBuf};
 
 pub const PKJWT_CLIENT: &str = "sandbox-tpp-pkjwt";
 pub const MTLS_CLIENT: &str = "sandbox-tpp-mtls";
+/// Second client per method: the OpenID Foundation suite always needs two clients with
+/// two certificates and the same authentication method.
+pub const PKJWT_CLIENT_2: &str = "sandbox-tpp-pkjwt-2";
+pub const MTLS_CLIENT_2: &str = "sandbox-tpp-mtls-2";
+const SANDBOX_CLIENTS: [(&str, ClientAuthMethod, &str); 4] = [
+    (
+        PKJWT_CLIENT,
+        ClientAuthMethod::PrivateKeyJwt,
+        "Sandbox Budgeting App",
+    ),
+    (
+        MTLS_CLIENT,
+        ClientAuthMethod::TlsClientAuth,
+        "Sandbox Payments App",
+    ),
+    (
+        PKJWT_CLIENT_2,
+        ClientAuthMethod::PrivateKeyJwt,
+        "Sandbox Lending App",
+    ),
+    (
+        MTLS_CLIENT_2,
+        ClientAuthMethod::TlsClientAuth,
+        "Sandbox Accounting App",
+    ),
+];
 pub const SANDBOX_USERNAME: &str = "alice";
 pub const POOL_PREFIX: &str = "loadtest-";
 pub const KIT_SCOPE: &str = "openid accounts payments";
 const REGISTERED_SCOPE: &str = "openid profile accounts payments offline_access";
-/// The OpenID Foundation suite's default callback for a plan aliased `wekeza`.
-const CONFORMANCE_CALLBACK: &str = "https://localhost.emobix.co.uk:8443/test/a/wekeza/callback";
+/// The OpenID Foundation suite's callbacks for a plan aliased `wekeza`: a locally run
+/// suite and the hosted one.
+const CONFORMANCE_CALLBACKS: [&str; 2] = [
+    "https://localhost.emobix.co.uk:8443/test/a/wekeza/callback",
+    "https://www.certification.openid.net/test/a/wekeza/callback",
+];
 
 /// The sandbox TPP kit. Field names are an interface: add, never rename.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,7 +168,7 @@ pub fn ensure_sandbox(
         for f in ["server.pem", "server.key"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        for c in [PKJWT_CLIENT, MTLS_CLIENT] {
+        for (c, _, _) in SANDBOX_CLIENTS {
             let _ = std::fs::remove_file(sb.join(format!("{c}.pem")));
         }
         ca
@@ -157,10 +187,7 @@ pub fn ensure_sandbox(
     let redirect_uri = format!("{issuer}/sandbox/callback");
     let mut clients = Vec::new();
     let mut kit_clients = Vec::new();
-    for (id, method) in [
-        (PKJWT_CLIENT, ClientAuthMethod::PrivateKeyJwt),
-        (MTLS_CLIENT, ClientAuthMethod::TlsClientAuth),
-    ] {
+    for (id, method, name) in SANDBOX_CLIENTS {
         let cert_path = sb.join(format!("{id}.pem"));
         let key_path = sb.join(format!("{id}.key"));
         if !cert_path.exists() || !key_path.exists() {
@@ -201,15 +228,13 @@ pub fn ensure_sandbox(
         };
         let client = Client {
             client_id: id.into(),
-            client_name: if method == ClientAuthMethod::PrivateKeyJwt {
-                "Sandbox Budgeting App".into()
-            } else {
-                "Sandbox Payments App".into()
-            },
+            client_name: name.into(),
             client_uri: None,
             token_endpoint_auth_method: method,
             jwks,
-            redirect_uris: vec![redirect_uri.clone(), CONFORMANCE_CALLBACK.into()],
+            redirect_uris: std::iter::once(redirect_uri.clone())
+                .chain(CONFORMANCE_CALLBACKS.iter().map(|s| (*s).to_owned()))
+                .collect(),
             grant_types: vec![
                 GrantType::AuthorizationCode,
                 GrantType::RefreshToken,

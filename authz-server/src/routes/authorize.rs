@@ -360,12 +360,18 @@ async fn failed_attempt(
 ) -> Response {
     if ix.record_failure() {
         end(st, &ix).await;
-        return clear_cookie(redirect_error(
-            st,
-            &ix.request,
-            "access_denied",
-            "too many failed sign-in attempts",
-        ));
+        // The access_denied is the authorization response: it spends the request_uri, so
+        // another session can neither answer it again nor restart the attempt count.
+        return match consume_request(st, &ix).await {
+            Ok(true) => clear_cookie(redirect_error(
+                st,
+                &ix.request,
+                "access_denied",
+                "too many failed sign-in attempts",
+            )),
+            Ok(false) => clear_cookie(already_answered()),
+            Err(e) => server_error_page(&e),
+        };
     }
     match save(st, &ix).await {
         Ok(()) => render_again(&ix),
@@ -571,15 +577,41 @@ pub async fn post_consent(
         }
         Err(e) if e.code == authz_core::ErrorCode::InvalidRequestUri => {
             end(&st, &ix).await;
-            clear_cookie(error_page(
-                StatusCode::BAD_REQUEST,
-                "This request was already completed",
-                "This authorization was already answered. Please go back to the app you came from.",
-                Some("invalid_request_uri"),
-            ))
+            clear_cookie(already_answered())
         }
         Err(e) => server_error_page(&e),
     }
+}
+
+/// Mark the interaction's pushed request as answered and remove it; `false` if another
+/// session answered it first (at most one authorization response per request_uri).
+async fn consume_request(st: &AppState, ix: &Interaction) -> OAuthResult<bool> {
+    let now = st.clock.now();
+    if !st
+        .eph
+        .insert_if_absent(
+            "par_used",
+            &ix.request_key,
+            "1",
+            now + st.config.interaction_ttl_secs,
+            now,
+        )
+        .await
+        .map_err(store)?
+    {
+        return Ok(false);
+    }
+    st.eph.delete("par", &ix.request_key).await.map_err(store)?;
+    Ok(true)
+}
+
+fn already_answered() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "This request was already completed",
+        "This authorization was already answered. Please go back to the app you came from.",
+        Some("invalid_request_uri"),
+    )
 }
 
 async fn decide(
@@ -593,24 +625,12 @@ async fn decide(
     let now = st.clock.now();
     // The request_uri is consumed when the customer decides (FAPI 2.0 note: not at page
     // load, because link preloaders fetch pages). A second decision on it is refused.
-    if !st
-        .eph
-        .insert_if_absent(
-            "par_used",
-            &ix.request_key,
-            "1",
-            now + st.config.interaction_ttl_secs,
-            now,
-        )
-        .await
-        .map_err(store)?
-    {
+    if !consume_request(st, ix).await? {
         return Err(OAuthError::new(
             authz_core::ErrorCode::InvalidRequestUri,
             "request_uri already used",
         ));
     }
-    st.eph.delete("par", &ix.request_key).await.map_err(store)?;
     let req = &ix.request;
     let consent = ConsentRecord {
         id: uuid::Uuid::new_v4().to_string(),

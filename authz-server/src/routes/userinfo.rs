@@ -25,10 +25,19 @@ fn bearer(headers: &HeaderMap, query: Option<&str>) -> OAuthResult<String> {
         ));
     }
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let (Some(v), None) = (values.next(), values.next()) else {
-        return Err(OAuthError::invalid_token(
-            "an access token is required in the Authorization header",
-        ));
+    let v = match (values.next(), values.next()) {
+        (Some(v), None) => v,
+        // RFC 6750 §3.1: a repeated parameter is a malformed request.
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "only one Authorization header is allowed",
+            ));
+        }
+        (None, _) => {
+            return Err(OAuthError::invalid_token(
+                "an access token is required in the Authorization header",
+            ));
+        }
     };
     let v = v
         .to_str()
