@@ -1,0 +1,200 @@
+//! What a request is allowed to see: the [`Grant`] a [`TokenVerifier`] derives from the
+//! access token (and its consent), and the UK OB permission vocabulary.
+//!
+//! The resource server enforces the grant itself (`routes`); how a token becomes a grant
+//! is behind the trait, so the authorization server's integration (JWT + consent lookup,
+//! [`crate::jwt::JwtVerifier`]) can change without touching the API layer.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use time::OffsetDateTime;
+
+/// UK Open Banking account-access permissions (Read/Write API v4, `OBInternalPermissions1Code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    ReadAccountsBasic,
+    ReadAccountsDetail,
+    ReadBalances,
+    ReadBeneficiariesBasic,
+    ReadBeneficiariesDetail,
+    ReadTransactionsBasic,
+    ReadTransactionsDetail,
+    ReadTransactionsCredits,
+    ReadTransactionsDebits,
+    ReadStandingOrdersBasic,
+    ReadStandingOrdersDetail,
+    ReadParty,
+    ReadPartyPSU,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 13] = [
+        Permission::ReadAccountsBasic,
+        Permission::ReadAccountsDetail,
+        Permission::ReadBalances,
+        Permission::ReadBeneficiariesBasic,
+        Permission::ReadBeneficiariesDetail,
+        Permission::ReadTransactionsBasic,
+        Permission::ReadTransactionsDetail,
+        Permission::ReadTransactionsCredits,
+        Permission::ReadTransactionsDebits,
+        Permission::ReadStandingOrdersBasic,
+        Permission::ReadStandingOrdersDetail,
+        Permission::ReadParty,
+        Permission::ReadPartyPSU,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ReadAccountsBasic => "ReadAccountsBasic",
+            Permission::ReadAccountsDetail => "ReadAccountsDetail",
+            Permission::ReadBalances => "ReadBalances",
+            Permission::ReadBeneficiariesBasic => "ReadBeneficiariesBasic",
+            Permission::ReadBeneficiariesDetail => "ReadBeneficiariesDetail",
+            Permission::ReadTransactionsBasic => "ReadTransactionsBasic",
+            Permission::ReadTransactionsDetail => "ReadTransactionsDetail",
+            Permission::ReadTransactionsCredits => "ReadTransactionsCredits",
+            Permission::ReadTransactionsDebits => "ReadTransactionsDebits",
+            Permission::ReadStandingOrdersBasic => "ReadStandingOrdersBasic",
+            Permission::ReadStandingOrdersDetail => "ReadStandingOrdersDetail",
+            Permission::ReadParty => "ReadParty",
+            Permission::ReadPartyPSU => "ReadPartyPSU",
+        }
+    }
+}
+
+impl FromStr for Permission {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or(())
+    }
+}
+
+/// What one access token, through its consent, allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The customer (the authorization server's `sub`).
+    pub subject: String,
+    pub client_id: String,
+    pub consent_id: String,
+    pub permissions: BTreeSet<Permission>,
+    /// The accounts the customer selected; `None` means every account the customer holds.
+    pub account_ids: Option<BTreeSet<String>>,
+    /// The consent's transaction window (inclusive booking date-times).
+    pub transaction_from: Option<OffsetDateTime>,
+    pub transaction_to: Option<OffsetDateTime>,
+    /// The earlier of the token's and the consent's expiry.
+    pub expires_at: OffsetDateTime,
+}
+
+impl Grant {
+    pub fn has(&self, p: Permission) -> bool {
+        self.permissions.contains(&p)
+    }
+
+    pub fn has_any(&self, ps: &[Permission]) -> bool {
+        ps.iter().any(|p| self.has(*p))
+    }
+}
+
+/// Why a token was not accepted. Rendered as an OB error with an RFC 6750 / RFC 9449
+/// `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no access token in the Authorization header")]
+    MissingToken,
+    #[error("malformed request: {0}")]
+    InvalidRequest(&'static str),
+    #[error("invalid access token: {0}")]
+    InvalidToken(&'static str),
+    #[error("the token is not bound to the presented certificate or proof: {0}")]
+    BindingMismatch(&'static str),
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(&'static str),
+    /// The consent behind the token is revoked, rejected, expired or unknown.
+    #[error("consent is not authorised: {0}")]
+    ConsentInactive(&'static str),
+    #[error("the token's scope does not cover this API")]
+    InsufficientScope,
+    #[error("authorization backend unavailable")]
+    Unavailable(String),
+}
+
+/// Turns the credentials on a request into a [`Grant`].
+#[async_trait::async_trait]
+pub trait TokenVerifier: Send + Sync {
+    /// * `authorization`: the single `Authorization` header value (`Bearer …` / `DPoP …`).
+    /// * `client_cert_der`: the TLS client certificate of the connection, if any.
+    /// * `dpop`: the single `DPoP` header value, if any.
+    /// * `method`, `url`: the request's method and absolute URL without query (DPoP `htm`/`htu`).
+    async fn verify(
+        &self,
+        authorization: &str,
+        client_cert_der: Option<&[u8]>,
+        dpop: Option<&str>,
+        method: &str,
+        url: &str,
+    ) -> Result<Grant, AuthError>;
+}
+
+/// The TLS client certificate of the connection, placed in the request extensions by
+/// the listener (the RS's mTLS acceptor, wired in with the platform start).
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub std::sync::Arc<[u8]>);
+
+/// Splits `Authorization: <scheme> <token>`; the scheme is case-insensitive (RFC 9110
+/// §11.1, FAPI 2.0 §5.3.4 R1).
+pub fn parse_authorization(value: &str) -> Result<(Scheme, &str), AuthError> {
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(AuthError::InvalidToken("expected `<scheme> <token>`"))?;
+    let token = token.trim_start_matches(' ');
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return Err(AuthError::MissingToken);
+    };
+    // RFC 6750 §2.1 b64token.
+    let ok = !token.is_empty()
+        && token.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+        });
+    if !ok {
+        return Err(AuthError::InvalidToken("malformed token"));
+    }
+    Ok((scheme, token))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn permissions_round_trip_and_schemes_are_case_insensitive() {
+        for p in Permission::ALL {
+            assert_eq!(p.as_str().parse::<Permission>(), Ok(p));
+        }
+        assert!("readbalances".parse::<Permission>().is_err());
+        assert_eq!(
+            parse_authorization("bEaReR abc.def").unwrap(),
+            (Scheme::Bearer, "abc.def")
+        );
+        assert_eq!(parse_authorization("DPOP x").unwrap().0, Scheme::Dpop);
+        assert_eq!(
+            parse_authorization("Basic abc"),
+            Err(AuthError::MissingToken)
+        );
+        assert!(parse_authorization("Bearer a b").is_err());
+        assert!(parse_authorization("Bearer").is_err());
+    }
+}
