@@ -133,6 +133,7 @@ mod tests {
             tls_client_auth_san_dns: None,
             id_token_signed_response_alg: Alg::ES256,
             introspection_allowed: false,
+            dpop_bound_access_tokens: false,
         };
         (k, c)
     }

@@ -43,6 +43,15 @@ impl GrantType {
     }
 }
 
+/// The one proof-of-possession mechanism a client's tokens use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderConstraint {
+    /// RFC 8705 §3: bound to the client certificate of the connection.
+    Mtls,
+    /// RFC 9449: bound to the key of the client's DPoP proofs.
+    Dpop,
+}
+
 /// A client as the protocol layer sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +78,11 @@ pub struct Client {
     /// token (RFC 7662 §4 asks us to decide who may).
     #[serde(default)]
     pub introspection_allowed: bool,
+    /// RFC 9449 §5.2: this client's access tokens are DPoP-bound (`cnf.jkt`) and every
+    /// token request carries a DPoP proof; otherwise they are bound to its certificate
+    /// (RFC 8705, `cnf.x5t#S256`). One sender constraint per client, never both.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn default_id_token_alg() -> Alg {
@@ -123,5 +137,46 @@ impl Client {
 
     pub fn may_use(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+
+    /// How this client's tokens are sender-constrained (FAPI 2.0 §5.3.2.1-5).
+    pub fn sender_constraint(&self) -> SenderConstraint {
+        if self.dpop_bound_access_tokens {
+            SenderConstraint::Dpop
+        } else {
+            SenderConstraint::Mtls
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sender_constraint_defaults_to_mtls_and_round_trips() {
+        let mut doc = serde_json::json!({
+            "client_id": "c1", "client_name": "TPP", "token_endpoint_auth_method": "tls_client_auth",
+            "redirect_uris": ["https://tpp.example/cb"], "grant_types": ["authorization_code"],
+            "scope": "openid", "tls_client_auth_subject_dn": "CN=c1",
+        });
+        // Metadata stored before DPoP existed has no such member: certificate-bound.
+        let c: Client = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(c.sender_constraint(), SenderConstraint::Mtls);
+        assert!(
+            serde_json::to_value(&c)
+                .unwrap()
+                .get("dpop_bound_access_tokens")
+                .is_none()
+        );
+        doc["dpop_bound_access_tokens"] = serde_json::json!(true);
+        let c: Client = serde_json::from_value(doc).unwrap();
+        assert_eq!(c.sender_constraint(), SenderConstraint::Dpop);
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            serde_json::to_value(&c).unwrap()["dpop_bound_access_tokens"],
+            true
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Authorization server metadata (RFC 8414 / OIDC Discovery 1.0), listing exactly what
 //! this server does. `mtls_endpoint_aliases` (RFC 8705 §5) point at the listener that asks
-//! for client certificates, so browser pages never are.
+//! for client certificates, so browser pages never are. DPoP (RFC 9449) is the other
+//! sender constraint, chosen per client.
 
 use fapi_jose::Alg;
 use serde_json::{Value, json};
@@ -23,13 +24,18 @@ pub const SCOPES: [&str; 5] = [
 pub fn metadata(e: &Endpoints, id_token_algs: &[Alg]) -> Value {
     let algs: Vec<&str> = Alg::ALL.iter().map(|a| a.as_str()).collect();
     let id_algs: Vec<&str> = id_token_algs.iter().map(|a| a.as_str()).collect();
+    let dpop_algs: Vec<&str> = crate::dpop::SIGNING_ALGS
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
     let m = |p: &str| format!("{}{}", e.mtls_base, p);
     json!({
         "issuer": e.issuer,
         "authorization_endpoint": format!("{}/authorize", e.issuer),
         "jwks_uri": format!("{}/jwks", e.issuer),
-        // Back-channel endpoints need a client certificate (tokens are mTLS-bound), so
-        // they live only on the mTLS listener and are listed there directly as well.
+        // Back-channel endpoints live only on the listener that asks for a client
+        // certificate (mTLS-bound tokens need it; DPoP clients may present none), so they
+        // are listed there directly as well as in the aliases.
         "pushed_authorization_request_endpoint": m("/par"),
         "token_endpoint": m("/token"),
         "userinfo_endpoint": m("/userinfo"),
@@ -54,6 +60,8 @@ pub fn metadata(e: &Endpoints, id_token_algs: &[Alg]) -> Value {
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "tls_client_certificate_bound_access_tokens": true,
+        // RFC 9449 §5.1: DPoP proofs are accepted with the FAPI 2.0 algorithms.
+        "dpop_signing_alg_values_supported": dpop_algs,
         "authorization_response_iss_parameter_supported": true,
         "scopes_supported": SCOPES,
         "subject_types_supported": ["public"],

@@ -5,6 +5,7 @@
 pub mod assertion;
 pub mod client;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod interaction;
 pub mod par;

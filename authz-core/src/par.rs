@@ -3,7 +3,7 @@
 //! `request_uri`, no repeated parameters. The authorization endpoint later takes only
 //! `client_id` and `request_uri`, so everything the flow uses is checked here, once.
 
-use crate::client::{Client, GrantType};
+use crate::client::{Client, GrantType, SenderConstraint};
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::redirect::VerifiedRedirectUri;
 use crate::scope::Scope;
@@ -33,6 +33,10 @@ pub struct AuthorizationRequest {
     pub prompt: Option<String>,
     #[serde(default)]
     pub max_age: Option<u64>,
+    /// Thumbprint of the DPoP key the authorization code is bound to (RFC 9449 §10): from
+    /// the `dpop_jkt` parameter or the key of the DPoP proof sent with the PAR request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -173,6 +177,20 @@ pub fn validate_par(
                 OAuthError::invalid_request("max_age must be a non-negative integer")
             })?),
         };
+    // RFC 9449 §10: the code may be bound to a DPoP key; only DPoP clients have one.
+    let dpop_jkt = get("dpop_jkt").map(str::to_owned);
+    if let Some(j) = &dpop_jkt {
+        if client.sender_constraint() != SenderConstraint::Dpop {
+            return Err(OAuthError::invalid_request(
+                "dpop_jkt is only for clients registered for DPoP-bound access tokens",
+            ));
+        }
+        if !crate::dpop::is_jkt(j) {
+            return Err(OAuthError::invalid_request(
+                "dpop_jkt is not a base64url SHA-256 JWK thumbprint",
+            ));
+        }
+    }
     let _ = CLIENT_AUTH_PARAMS; // documented above; the server strips them before this call
     Ok(AuthorizationRequest {
         client_id: client.client_id.clone(),
@@ -183,7 +201,23 @@ pub fn validate_par(
         code_challenge: challenge.to_owned(),
         prompt,
         max_age,
+        dpop_jkt,
     })
+}
+
+/// RFC 9449 §10.1: a DPoP proof sent with the PAR request binds the code to its key. With
+/// `dpop_jkt` as well, both must name the same key.
+pub fn bind_dpop_key(req: &mut AuthorizationRequest, proof_jkt: Option<&str>) -> OAuthResult<()> {
+    match (&req.dpop_jkt, proof_jkt) {
+        (Some(param), Some(key)) if param != key => Err(OAuthError::invalid_request(
+            "dpop_jkt does not match the key of the DPoP proof",
+        )),
+        (None, Some(key)) => {
+            req.dpop_jkt = Some(key.to_owned());
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// RFC 7636 §4.6 with S256 only.
@@ -224,6 +258,7 @@ mod tests {
             tls_client_auth_san_dns: None,
             id_token_signed_response_alg: fapi_jose::Alg::ES256,
             introspection_allowed: false,
+            dpop_bound_access_tokens: false,
         }
     }
 
@@ -350,6 +385,47 @@ mod tests {
             let e = run(edit).expect_err(name);
             assert_eq!(e.code, code, "{name}");
         }
+    }
+
+    const JKT: &str = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+
+    fn run_dpop(
+        edit: impl FnOnce(&mut Vec<(String, String)>),
+    ) -> OAuthResult<AuthorizationRequest> {
+        let mut p = base();
+        edit(&mut p);
+        let m = single_valued(&p)?;
+        let mut c = client();
+        c.dpop_bound_access_tokens = true;
+        validate_par(&m, &c)
+    }
+
+    #[test]
+    fn dpop_jkt_binds_the_code_for_dpop_clients_only() {
+        let r = run_dpop(|p| set(p, "dpop_jkt", Some(JKT))).unwrap();
+        assert_eq!(r.dpop_jkt.as_deref(), Some(JKT));
+        assert_eq!(run_dpop(|_| {}).unwrap().dpop_jkt, None);
+        for bad in ["short", &JKT.replace('-', "+"), &format!("{JKT}A")] {
+            let e = run_dpop(|p| set(p, "dpop_jkt", Some(bad))).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{bad}");
+        }
+        // A certificate-bound client has no DPoP key to bind to.
+        let e = run(|p| set(p, "dpop_jkt", Some(JKT))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn proof_at_par_binds_and_must_agree_with_dpop_jkt() {
+        let other = "0000000000000000000000000000000000000000000";
+        let mut r = run_dpop(|_| {}).unwrap();
+        bind_dpop_key(&mut r, Some(other)).unwrap();
+        assert_eq!(r.dpop_jkt.as_deref(), Some(other));
+        let mut r = run_dpop(|p| set(p, "dpop_jkt", Some(JKT))).unwrap();
+        bind_dpop_key(&mut r, Some(JKT)).unwrap();
+        bind_dpop_key(&mut r, None).unwrap();
+        assert_eq!(r.dpop_jkt.as_deref(), Some(JKT));
+        let e = bind_dpop_key(&mut r, Some(other)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
     }
 
     #[test]

@@ -61,6 +61,13 @@ pub struct Config {
     /// Server certificate chain and key (production mode; sandbox generates them).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// RFC 9449 §8/§9: require a server-issued nonce in every DPoP proof (PAR, token,
+    /// userinfo). Off by default (FAPI 2.0 §5.3.2.1-10: MAY).
+    pub dpop_nonce_required: bool,
+    /// Secret the stateless DPoP nonces are derived from (at least 32 characters). Scaled
+    /// deployments with `dpop_nonce_required` must give every instance the same value;
+    /// unset, each instance makes a random one at start (right for one instance only).
+    pub dpop_nonce_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -102,6 +109,8 @@ impl Default for Config {
             client_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            dpop_nonce_required: false,
+            dpop_nonce_secret: None,
         }
     }
 }
@@ -219,6 +228,13 @@ impl Config {
         {
             errs.push("redis_url must start with redis:// or rediss://".into());
         }
+        if self
+            .dpop_nonce_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 32)
+        {
+            errs.push("dpop_nonce_secret must be at least 32 characters".into());
+        }
         if self.sandbox_load_customers > 100_000 {
             errs.push("sandbox_load_customers must be at most 100000".into());
         }
@@ -253,10 +269,11 @@ mod tests {
             par_ttl_secs: 600,
             public_host: "127.0.0.1".into(),
             database_url: "mysql://x".into(),
+            dpop_nonce_secret: Some("too short".into()),
             ..Config::default()
         };
         let errs = bad.validate().err().unwrap_or_default();
-        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert_eq!(errs.len(), 5, "{errs:?}");
         let prod = Config {
             mode: Mode::Production,
             ..Config::default()

@@ -7,7 +7,7 @@ use authz_core::client::Client;
 use authz_core::tokens::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, AuthContext, Confirmation, IdTokenClaims,
 };
-use authz_core::{OAuthError, OAuthResult};
+use authz_core::{ErrorCode, OAuthError, OAuthResult};
 use authz_store::ConsentStatus;
 use fapi_jose::{Alg, Unverified};
 
@@ -77,13 +77,23 @@ pub fn mint_id_token(
         .map_err(|e| OAuthError::server_error(e.to_string()))
 }
 
-/// Check one of our access tokens: signature, type, issuer, expiry, revocation, the
-/// consent behind it, and (when `cert` is given) the mTLS binding.
+/// What came with a presented access token, to check its sender constraint against.
+pub enum Presented<'a> {
+    /// Introspection and revocation: the caller is not the holder; no binding to check.
+    NotChecked,
+    /// `Authorization: Bearer`: the client certificate of the connection (RFC 8705 §3).
+    Bearer(Option<&'a PeerCert>),
+    /// `Authorization: DPoP`: the thumbprint of the request's verified proof key (RFC 9449
+    /// §7.1), if a proof came.
+    Dpop(Option<&'a str>),
+}
+
+/// Check one of our access tokens: signature, type, issuer, expiry, its binding against
+/// what was presented, revocation, and the consent behind it.
 pub async fn verify_access_token(
     st: &AppState,
     token: &str,
-    cert: Option<&PeerCert>,
-    check_binding: bool,
+    presented: Presented<'_>,
 ) -> OAuthResult<AccessTokenClaims> {
     let invalid = |d: &'static str| OAuthError::invalid_token(d);
     let u = Unverified::parse(token).map_err(|_| invalid("access token is malformed"))?;
@@ -100,24 +110,7 @@ pub async fn verify_access_token(
     if claims.exp <= st.clock.now() {
         return Err(invalid("access token has expired"));
     }
-    if check_binding {
-        match Confirmation::from_cnf(&claims.cnf) {
-            Some(Confirmation::Mtls { x5t_s256 }) => match cert {
-                Some(c) if c.x5t_s256 == x5t_s256 => {}
-                Some(_) => {
-                    return Err(invalid(
-                        "access token is bound to a different client certificate",
-                    ));
-                }
-                None => {
-                    return Err(invalid(
-                        "access token is certificate-bound; present the client certificate",
-                    ));
-                }
-            },
-            _ => return Err(invalid("access token has no usable confirmation")),
-        }
-    }
+    check_binding(&claims, presented)?;
     if st
         .store
         .is_access_token_revoked(&claims.jti)
@@ -130,6 +123,39 @@ pub async fn verify_access_token(
         consent_is_active(st, cid).await?;
     }
     Ok(claims)
+}
+
+/// FAPI 2.0 §5.3.4 / RFC 9449 §7: the token is used the way it is bound, by its holder.
+/// A DPoP-bound token is never accepted as a Bearer token, nor a certificate-bound token
+/// with the DPoP scheme.
+fn check_binding(claims: &AccessTokenClaims, presented: Presented<'_>) -> OAuthResult<()> {
+    let invalid = |d: &'static str| Err(OAuthError::invalid_token(d));
+    match (Confirmation::from_cnf(&claims.cnf), presented) {
+        (_, Presented::NotChecked) => Ok(()),
+        (None, _) => invalid("access token has no usable confirmation"),
+        (Some(Confirmation::Mtls { x5t_s256 }), Presented::Bearer(cert)) => match cert {
+            Some(c) if c.x5t_s256 == x5t_s256 => Ok(()),
+            Some(_) => invalid("access token is bound to a different client certificate"),
+            None => invalid("access token is certificate-bound; present the client certificate"),
+        },
+        (Some(Confirmation::Mtls { .. }), Presented::Dpop(_)) => invalid(
+            "access token is certificate-bound; present it with the Bearer scheme, not DPoP",
+        ),
+        (Some(Confirmation::Dpop { .. }), Presented::Bearer(_)) => {
+            invalid("access token is DPoP-bound; present it with the DPoP scheme and a DPoP proof")
+        }
+        (Some(Confirmation::Dpop { jkt }), Presented::Dpop(proof)) => match proof {
+            Some(k) if k == jkt => Ok(()),
+            Some(_) => Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "the DPoP proof is signed by another key than the access token is bound to",
+            )),
+            None => Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "a DPoP proof is required with a DPoP-bound access token",
+            )),
+        },
+    }
 }
 
 /// The consent exists, is authorised and has not expired.

@@ -4,6 +4,7 @@
 pub mod client_auth;
 pub mod clock;
 pub mod config;
+pub mod dpop;
 pub mod http;
 pub mod issue;
 pub mod keys;
@@ -206,6 +207,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
     let (store, eph) = connect_stores(&config).await?;
+    if config.dpop_nonce_required
+        && config.dpop_nonce_secret.is_none()
+        && config.redis_url.is_some()
+    {
+        // Stateless nonces need one secret across instances (see `dpop`).
+        tracing::warn!(
+            "dpop_nonce_required without dpop_nonce_secret: each instance issues its own DPoP nonces, which other instances refuse; set a shared dpop_nonce_secret"
+        );
+    }
 
     let bind: std::net::IpAddr = config.bind_address.parse()?;
     let web_tcp = TcpListener::bind((bind, config.web_port))
@@ -278,6 +288,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
         clock,
         discovery,
         dummy_password_hash: password::hash(&random_token(16))?,
+        dpop_nonces: dpop::Nonces::new(config.dpop_nonce_secret.as_deref()),
     });
 
     let chain = tls::load_chain(chain_pem.as_bytes())?;

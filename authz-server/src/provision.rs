@@ -1,5 +1,6 @@
-//! Sandbox provisioning at start: the dev CA, the `localhost` server certificate, two
-//! sandbox TPPs (one `private_key_jwt`, one `tls_client_auth`, each with its own client
+//! Sandbox provisioning at start: the dev CA, the `localhost` server certificate, the
+//! sandbox TPPs (`private_key_jwt` and `tls_client_auth` ones with certificate-bound
+//! tokens, `private_key_jwt` ones with DPoP-bound tokens; each with its own client
 //! certificate), a sandbox customer, and the TPP kit at `certs/sandbox/kit.json`.
 //! Existing material is reused, so restarts keep the same credentials; the kit is
 //! rewritten each start because it carries the current URLs. Sandbox mode only.
@@ -18,27 +19,71 @@ pub const MTLS_CLIENT: &str = "sandbox-tpp-mtls";
 /// two certificates and the same authentication method.
 pub const PKJWT_CLIENT_2: &str = "sandbox-tpp-pkjwt-2";
 pub const MTLS_CLIENT_2: &str = "sandbox-tpp-mtls-2";
-const SANDBOX_CLIENTS: [(&str, ClientAuthMethod, &str); 4] = [
-    (
-        PKJWT_CLIENT,
-        ClientAuthMethod::PrivateKeyJwt,
-        "Sandbox Budgeting App",
-    ),
-    (
-        MTLS_CLIENT,
-        ClientAuthMethod::TlsClientAuth,
-        "Sandbox Payments App",
-    ),
-    (
-        PKJWT_CLIENT_2,
-        ClientAuthMethod::PrivateKeyJwt,
-        "Sandbox Lending App",
-    ),
-    (
-        MTLS_CLIENT_2,
-        ClientAuthMethod::TlsClientAuth,
-        "Sandbox Accounting App",
-    ),
+/// DPoP-bound clients (RFC 9449): `private_key_jwt`, no certificate needed on requests
+/// (they get one anyway, like every sandbox TPP). Two of each kind, for the suite.
+pub const DPOP_CLIENT: &str = "sandbox-tpp-dpop";
+pub const DPOP_CLIENT_2: &str = "sandbox-tpp-dpop-2";
+/// DPoP-bound clients that authenticate with `tls_client_auth` (the suite's
+/// "MTLS + DPoP" profile): certificate for authentication, DPoP key for the tokens.
+pub const DPOP_MTLS_CLIENT: &str = "sandbox-tpp-dpop-mtls";
+pub const DPOP_MTLS_CLIENT_2: &str = "sandbox-tpp-dpop-mtls-2";
+
+struct SandboxClient {
+    id: &'static str,
+    method: ClientAuthMethod,
+    name: &'static str,
+    dpop: bool,
+}
+
+const SANDBOX_CLIENTS: [SandboxClient; 8] = [
+    SandboxClient {
+        id: PKJWT_CLIENT,
+        method: ClientAuthMethod::PrivateKeyJwt,
+        name: "Sandbox Budgeting App",
+        dpop: false,
+    },
+    SandboxClient {
+        id: MTLS_CLIENT,
+        method: ClientAuthMethod::TlsClientAuth,
+        name: "Sandbox Payments App",
+        dpop: false,
+    },
+    SandboxClient {
+        id: PKJWT_CLIENT_2,
+        method: ClientAuthMethod::PrivateKeyJwt,
+        name: "Sandbox Lending App",
+        dpop: false,
+    },
+    SandboxClient {
+        id: MTLS_CLIENT_2,
+        method: ClientAuthMethod::TlsClientAuth,
+        name: "Sandbox Accounting App",
+        dpop: false,
+    },
+    SandboxClient {
+        id: DPOP_CLIENT,
+        method: ClientAuthMethod::PrivateKeyJwt,
+        name: "Sandbox Mobile Wallet",
+        dpop: true,
+    },
+    SandboxClient {
+        id: DPOP_CLIENT_2,
+        method: ClientAuthMethod::PrivateKeyJwt,
+        name: "Sandbox Savings App",
+        dpop: true,
+    },
+    SandboxClient {
+        id: DPOP_MTLS_CLIENT,
+        method: ClientAuthMethod::TlsClientAuth,
+        name: "Sandbox Invoicing App",
+        dpop: true,
+    },
+    SandboxClient {
+        id: DPOP_MTLS_CLIENT_2,
+        method: ClientAuthMethod::TlsClientAuth,
+        name: "Sandbox Payroll App",
+        dpop: true,
+    },
 ];
 pub const SANDBOX_USERNAME: &str = "alice";
 pub const POOL_PREFIX: &str = "loadtest-";
@@ -104,6 +149,10 @@ pub struct KitClient {
     /// Added: for `tls_client_auth`, the registered certificate subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_client_auth_subject_dn: Option<String>,
+    /// Added: `"dpop"` for clients whose tokens are DPoP-bound (RFC 9449); absent means
+    /// certificate-bound (RFC 8705).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_constraint: Option<String>,
 }
 
 pub struct Sandbox {
@@ -168,8 +217,8 @@ pub fn ensure_sandbox(
         for f in ["server.pem", "server.key"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        for (c, _, _) in SANDBOX_CLIENTS {
-            let _ = std::fs::remove_file(sb.join(format!("{c}.pem")));
+        for c in &SANDBOX_CLIENTS {
+            let _ = std::fs::remove_file(sb.join(format!("{}.pem", c.id)));
         }
         ca
     };
@@ -187,7 +236,13 @@ pub fn ensure_sandbox(
     let redirect_uri = format!("{issuer}/sandbox/callback");
     let mut clients = Vec::new();
     let mut kit_clients = Vec::new();
-    for (id, method, name) in SANDBOX_CLIENTS {
+    for SandboxClient {
+        id,
+        method,
+        name,
+        dpop,
+    } in SANDBOX_CLIENTS
+    {
         let cert_path = sb.join(format!("{id}.pem"));
         let key_path = sb.join(format!("{id}.key"));
         if !cert_path.exists() || !key_path.exists() {
@@ -246,6 +301,7 @@ pub fn ensure_sandbox(
             tls_client_auth_san_dns: None,
             id_token_signed_response_alg: Alg::ES256,
             introspection_allowed: false,
+            dpop_bound_access_tokens: dpop,
         };
         client
             .validate()
@@ -259,6 +315,7 @@ pub fn ensure_sandbox(
             redirect_uri: redirect_uri.clone(),
             scope: KIT_SCOPE.into(),
             tls_client_auth_subject_dn: client.tls_client_auth_subject_dn.clone(),
+            sender_constraint: dpop.then(|| "dpop".to_owned()),
         });
         clients.push(client);
     }

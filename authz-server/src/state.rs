@@ -23,4 +23,6 @@ pub struct AppState {
     /// A real argon2id hash compared against when the username is unknown, so timing does
     /// not reveal which usernames exist.
     pub dummy_password_hash: String,
+    /// Stateless DPoP nonces (RFC 9449 §8), used when `config.dpop_nonce_required`.
+    pub dpop_nonces: crate::dpop::Nonces,
 }

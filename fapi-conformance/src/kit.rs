@@ -54,6 +54,17 @@ pub struct KitClient {
     pub key: PathBuf,
     pub redirect_uri: String,
     pub scope: String,
+    /// `"dpop"`: this client's tokens are DPoP-bound (RFC 9449). Absent (older kits too):
+    /// certificate-bound (RFC 8705).
+    #[serde(default)]
+    pub sender_constraint: Option<String>,
+}
+
+impl KitClient {
+    /// Whether this client's tokens are DPoP-bound.
+    pub fn uses_dpop(&self) -> bool {
+        self.sender_constraint.as_deref() == Some("dpop")
+    }
 }
 
 impl Kit {
@@ -63,10 +74,57 @@ impl Kit {
         serde_json::from_slice(&bytes).with_context(|| format!("parsing kit {}", path.display()))
     }
 
+    /// The first certificate-bound client with this authentication method.
     pub fn client(&self, method: &str) -> anyhow::Result<&KitClient> {
         self.clients
             .iter()
-            .find(|c| c.token_endpoint_auth_method == method)
+            .find(|c| c.token_endpoint_auth_method == method && !c.uses_dpop())
             .with_context(|| format!("kit has no {method} client"))
+    }
+
+    /// The first client with DPoP-bound tokens and this authentication method.
+    pub fn dpop_client(&self, method: &str) -> anyhow::Result<&KitClient> {
+        self.clients
+            .iter()
+            .find(|c| c.token_endpoint_auth_method == method && c.uses_dpop())
+            .with_context(|| format!("kit has no {method} client with DPoP-bound tokens"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn kit(clients: serde_json::Value) -> Kit {
+        serde_json::from_value(serde_json::json!({
+            "issuer": "https://as", "resource_base_url": "https://rs", "ca_cert": "/ca.pem",
+            "customer": {"username": "u", "password": "p", "totp_secret": "s"},
+            "clients": clients,
+        }))
+        .unwrap()
+    }
+
+    fn client(id: &str, method: &str, sc: Option<&str>) -> serde_json::Value {
+        let mut c = serde_json::json!({"client_id": id, "token_endpoint_auth_method": method,
+            "cert": "/c.pem", "key": "/c.key", "redirect_uri": "https://cb", "scope": "openid"});
+        if let Some(s) = sc {
+            c["sender_constraint"] = serde_json::json!(s);
+        }
+        c
+    }
+
+    #[test]
+    fn sender_constraint_is_optional_and_selects_clients() {
+        // An older kit without the field parses, and its clients are certificate-bound.
+        let old = kit(serde_json::json!([client("a", "private_key_jwt", None)]));
+        assert!(!old.clients[0].uses_dpop());
+        assert!(old.dpop_client("private_key_jwt").is_err());
+        let k = kit(serde_json::json!([
+            client("d", "private_key_jwt", Some("dpop")),
+            client("a", "private_key_jwt", None),
+        ]));
+        assert_eq!(k.client("private_key_jwt").unwrap().client_id, "a");
+        assert_eq!(k.dpop_client("private_key_jwt").unwrap().client_id, "d");
     }
 }

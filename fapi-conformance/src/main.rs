@@ -118,7 +118,7 @@ async fn variants(a: &VariantArgs) -> anyhow::Result<Vec<Variant>> {
         let caps = runner::capabilities(&kit).await?;
         return Ok(Variant::matrix()
             .into_iter()
-            .filter(|v| caps.variant_gap(v).is_none())
+            .filter(|v| caps.variant_gap(v).is_none() && runner::ctx::kit_gap(&kit, v).is_none())
             .collect());
     }
     if a.variants.is_empty() {

@@ -1,12 +1,13 @@
 //! A FAPI 2.0 client (TPP): discovery, `private_key_jwt` or `tls_client_auth`, PAR with
-//! PKCE, the token endpoint, and calls with its certificate-bound tokens.
+//! PKCE, the token endpoint, and calls with its certificate-bound or DPoP-bound tokens
+//! (RFC 9449: proofs, `ath`, server nonces).
 
 use crate::kit::{Kit, KitClient};
 use anyhow::Context;
-use fapi_jose::SigningKey;
+use fapi_jose::{Alg, SigningKey};
 use reqwest::{Certificate, Identity, StatusCode};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -67,6 +68,33 @@ impl Reply {
     }
 }
 
+/// Unix seconds as a TPP sees them (tests point it at the server's clock).
+pub type ClockFn = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// RFC 9449 §4.2 proof `typ`.
+pub const DPOP_TYP: &str = "dpop+jwt";
+
+/// Sign a DPoP proof with `key`: a header of `typ`, `alg` and the public `jwk`, then
+/// `header` entries on top (`null` removes one), and `claims` as given.
+pub fn sign_dpop_proof(key: &SigningKey, header: &Value, claims: &Value) -> String {
+    let mut h = serde_json::Map::new();
+    h.insert("typ".into(), json!(DPOP_TYP));
+    h.insert(
+        "jwk".into(),
+        serde_json::to_value(key.public_jwk()).unwrap_or_default(),
+    );
+    if let Some(o) = header.as_object() {
+        for (k, v) in o {
+            if v.is_null() {
+                h.remove(k);
+            } else {
+                h.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    key.sign_with_header(&h, claims).unwrap_or_default()
+}
+
 #[derive(Clone)]
 pub enum Auth {
     PrivateKeyJwt(Arc<SigningKey>),
@@ -87,6 +115,13 @@ pub struct Tpp {
     pub http_no_cert: reqwest::Client,
     /// SHA-256 thumbprint of this TPP's certificate.
     pub x5t_s256: String,
+    /// The DPoP key of a client with DPoP-bound tokens: a fresh ES256 key per TPP.
+    pub dpop: Option<Arc<SigningKey>>,
+    /// The last `DPoP-Nonce` a server sent (RFC 9449 §8), used in the next proofs.
+    pub dpop_nonce: Arc<Mutex<Option<String>>>,
+    /// Clock for the `iat`/`exp` of the JWTs this TPP signs (real time unless a test
+    /// points it at the server's clock).
+    pub clock: ClockFn,
 }
 
 pub fn https_client(ca_pem: &[u8], identity_pem: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
@@ -133,6 +168,14 @@ impl Tpp {
             .json()
             .await?;
         let der = rustls_pem_first_cert(&cert)?;
+        let dpop = if c.uses_dpop() {
+            Some(Arc::new(
+                SigningKey::generate(Alg::ES256, format!("{}-dpop", c.client_id))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             client_id: c.client_id.clone(),
             redirect_uri: c.redirect_uri.clone(),
@@ -143,6 +186,9 @@ impl Tpp {
             http,
             http_no_cert,
             x5t_s256: fapi_jose::x5t_s256(&der),
+            dpop,
+            dpop_nonce: Arc::new(Mutex::new(None)),
+            clock: Arc::new(now),
         })
     }
 
@@ -162,7 +208,7 @@ impl Tpp {
         let Auth::PrivateKeyJwt(key) = &self.auth else {
             return String::new();
         };
-        let t = now();
+        let t = (self.clock)();
         let mut claims = json!({"iss": self.client_id, "sub": self.client_id, "aud": self.issuer, "jti": random(16), "iat": t, "exp": t + 60});
         if let (Some(c), Some(o)) = (claims.as_object_mut(), overrides.as_object()) {
             for (k, v) in o {
@@ -320,6 +366,211 @@ impl Tpp {
                 .await?,
         )
         .await
+    }
+
+    // ---- DPoP (RFC 9449) ------------------------------------------------------------
+
+    /// Whether this client's tokens are DPoP-bound (it has a DPoP key).
+    pub fn uses_dpop(&self) -> bool {
+        self.dpop.is_some()
+    }
+
+    /// RFC 7638 thumbprint of the DPoP key: what `dpop_jkt` and `cnf.jkt` carry.
+    pub fn dpop_jkt(&self) -> Option<String> {
+        self.dpop
+            .as_ref()
+            .and_then(|k| k.public_jwk().thumbprint_s256().ok())
+    }
+
+    /// The claims of a proof for one request: a fresh `jti`, `htm`, `htu`, `iat`, and
+    /// `ath` (the hash of `access_token`) and `nonce` when given.
+    pub fn dpop_claims(
+        &self,
+        htm: &str,
+        htu: &str,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Value {
+        let mut c = json!({"jti": random(16), "htm": htm, "htu": htu, "iat": (self.clock)()});
+        if let Some(t) = access_token {
+            c["ath"] = json!(fapi_jose::sha256_b64(t.as_bytes()));
+        }
+        if let Some(n) = nonce {
+            c["nonce"] = json!(n);
+        }
+        c
+    }
+
+    /// A DPoP proof for `htm` `htu` with this TPP's DPoP key (empty without one).
+    pub fn dpop_proof(
+        &self,
+        htm: &str,
+        htu: &str,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
+        match &self.dpop {
+            Some(k) => sign_dpop_proof(
+                k,
+                &json!({}),
+                &self.dpop_claims(htm, htu, access_token, nonce),
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// The nonce to put in the next proof, if a server asked for nonces.
+    pub fn current_dpop_nonce(&self) -> Option<String> {
+        self.dpop_nonce.lock().ok().and_then(|n| n.clone())
+    }
+
+    fn remember_dpop_nonce(&self, r: &Reply) {
+        if let Some(n) = r.headers.get("dpop-nonce").and_then(|v| v.to_str().ok())
+            && let Ok(mut g) = self.dpop_nonce.lock()
+        {
+            *g = Some(n.to_owned());
+        }
+    }
+
+    /// POST a form with an optional `DPoP` header (no nonce handling).
+    pub async fn post_form_dpop(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        proof: Option<&str>,
+        with_cert: bool,
+    ) -> anyhow::Result<Reply> {
+        let http = if with_cert {
+            &self.http
+        } else {
+            &self.http_no_cert
+        };
+        let mut req = http
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(serde_urlencoded(form));
+        if let Some(p) = proof {
+            req = req.header("DPoP", p);
+        }
+        let r = reply(req.send().await?).await?;
+        self.remember_dpop_nonce(&r);
+        Ok(r)
+    }
+
+    /// POST `form()` (rebuilt per attempt: fresh assertion and proof) with a DPoP proof,
+    /// with a client certificate only for `tls_client_auth`; retried once with the server's nonce when it answers
+    /// `use_dpop_nonce` (RFC 9449 §8).
+    async fn post_with_proof(
+        &self,
+        url: &str,
+        form: impl Fn() -> Vec<(String, String)>,
+    ) -> anyhow::Result<Reply> {
+        let mut attempt = 0;
+        loop {
+            let proof = self.dpop_proof("POST", url, None, self.current_dpop_nonce().as_deref());
+            // A certificate only where it authenticates the client (tls_client_auth).
+            let with_cert = matches!(self.auth, Auth::TlsClientAuth);
+            let r = self
+                .post_form_dpop(url, &form(), Some(&proof), with_cert)
+                .await?;
+            attempt += 1;
+            if attempt < 2 && r.status == StatusCode::BAD_REQUEST && r.error() == "use_dpop_nonce" {
+                continue;
+            }
+            return Ok(r);
+        }
+    }
+
+    /// A pushed authorization request carrying a DPoP proof, which binds the code to
+    /// this TPP's DPoP key (RFC 9449 §10.1).
+    pub async fn par_dpop(
+        &self,
+        pkce: &Pkce,
+        state: &str,
+        nonce: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
+        let url = self.endpoint("pushed_authorization_request_endpoint");
+        self.post_with_proof(&url, || self.par_form(pkce, state, nonce, extra))
+            .await
+    }
+
+    /// A token request with a DPoP proof (RFC 9449 §5).
+    pub async fn token_dpop(&self, params: &[(&str, &str)]) -> anyhow::Result<Reply> {
+        let url = self.endpoint("token_endpoint");
+        self.post_with_proof(&url, || self.form(params)).await
+    }
+
+    pub async fn exchange_code_dpop(&self, code: &str, pkce: &Pkce) -> anyhow::Result<Reply> {
+        self.token_dpop(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &self.redirect_uri),
+            ("code_verifier", &pkce.verifier),
+        ])
+        .await
+    }
+
+    pub async fn refresh_dpop(&self, refresh_token: &str) -> anyhow::Result<Reply> {
+        self.token_dpop(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+    }
+
+    pub async fn client_credentials_dpop(&self, scope: &str) -> anyhow::Result<Reply> {
+        self.token_dpop(&[("grant_type", "client_credentials"), ("scope", scope)])
+            .await
+    }
+
+    /// GET with `Authorization: DPoP <token>` and a proof naming it (`ath`, RFC 9449
+    /// §7.1), retried once with the nonce of a `use_dpop_nonce` challenge (§9).
+    pub async fn get_with_dpop(&self, url: &str, token: &str) -> anyhow::Result<Reply> {
+        let mut attempt = 0;
+        loop {
+            let proof = self.dpop_proof(
+                "GET",
+                url,
+                Some(token),
+                self.current_dpop_nonce().as_deref(),
+            );
+            let r = self.get_dpop_raw(url, "DPoP", token, &[proof]).await?;
+            attempt += 1;
+            let nonce_challenge = r
+                .headers
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("use_dpop_nonce"));
+            if attempt < 2 && r.status == StatusCode::UNAUTHORIZED && nonce_challenge {
+                continue;
+            }
+            return Ok(r);
+        }
+    }
+
+    /// GET with `Authorization: <scheme> <token>` and these `DPoP` header values, without
+    /// a client certificate (no nonce handling).
+    pub async fn get_dpop_raw(
+        &self,
+        url: &str,
+        scheme: &str,
+        token: &str,
+        proofs: &[String],
+    ) -> anyhow::Result<Reply> {
+        let mut req = self
+            .http_no_cert
+            .get(url)
+            .header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"));
+        for p in proofs {
+            req = req.header("DPoP", p);
+        }
+        let r = reply(req.send().await?).await?;
+        self.remember_dpop_nonce(&r);
+        Ok(r)
     }
 }
 

@@ -288,7 +288,11 @@ async fn assert_refused_at_par_and_token(
 }
 
 /// Compact JWS with a hand-made header and signature bytes.
-fn hand_made_jws(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+pub(crate) fn hand_made_jws(
+    header: &Value,
+    claims: &Value,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+) -> String {
     let input = format!(
         "{}.{}",
         fapi_jose::b64(&serde_json::to_vec(header).unwrap()),
@@ -303,7 +307,7 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 }
 
 /// RFC 2104 HMAC-SHA-256.
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
     let mut k = if key.len() > 64 {
         sha256(key)
     } else {

@@ -4,6 +4,7 @@
 
 mod authorize;
 mod client_auth;
+mod dpop;
 mod flow;
 mod par;
 mod resource;

@@ -24,6 +24,9 @@ pub struct TestPlatform {
     pub pkjwt: Tpp,
     /// `tls_client_auth` sandbox client.
     pub mtls: Tpp,
+    /// `private_key_jwt` sandbox client with DPoP-bound tokens; its DPoP proofs follow
+    /// the server's clock.
+    pub dpop: Tpp,
     schema: Option<(String, String)>,
 }
 
@@ -75,6 +78,11 @@ impl TestPlatform {
         let mtls = Tpp::from_kit(&kit, kit.client("tls_client_auth").unwrap())
             .await
             .unwrap();
+        let mut dpop = Tpp::from_kit(&kit, kit.dpop_client("private_key_jwt").unwrap())
+            .await
+            .unwrap();
+        let c = clock.clone();
+        dpop.clock = Arc::new(move || c.now());
         Self {
             platform: Some(platform),
             clock,
@@ -82,6 +90,7 @@ impl TestPlatform {
             kit,
             pkjwt,
             mtls,
+            dpop,
             schema,
         }
     }

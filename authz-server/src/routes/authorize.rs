@@ -35,6 +35,9 @@ pub struct CodeGrant {
     pub sub: String,
     pub auth: AuthContext,
     pub expires_at: i64,
+    /// The DPoP key the code is bound to (RFC 9449 §10), from the pushed request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A page-level failure: shown to the customer, never redirected.
@@ -679,6 +682,7 @@ async fn decide(
         sub: customer_id.to_owned(),
         auth: auth.clone(),
         expires_at: now + st.config.code_ttl_secs,
+        dpop_jkt: req.dpop_jkt.clone(),
     };
     let v = serde_json::to_string(&grant).map_err(|e| OAuthError::server_error(e.to_string()))?;
     // Kept a little past expiry so a late replay is still recognised as a replay.

@@ -1,13 +1,17 @@
 //! RFC 9126 pushed authorization request endpoint. Every authorization starts here
 //! (FAPI 2.0 §5.3.2.2-2/3); the client is authenticated (§5.3.2.2-4) and the request is
-//! validated in full before a short-lived `request_uri` is handed out.
+//! validated in full before a short-lived `request_uri` is handed out. A DPoP proof or a
+//! `dpop_jkt` parameter binds the authorization code to a DPoP key (RFC 9449 §10).
 
 use crate::client_auth::{authenticate, store};
-use crate::http::{ApiError, ClientCert, OAuthForm, json_no_store};
+use crate::dpop;
+use crate::http::{ApiError, ClientCert, OAuthForm, PeerCert, json_no_store};
 use crate::state::AppState;
-use authz_core::par::{single_valued, validate_par};
+use authz_core::OAuthError;
+use authz_core::client::SenderConstraint;
+use authz_core::par::{bind_dpop_key, single_valued, validate_par};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -23,11 +27,37 @@ pub struct PushedRequest {
 pub async fn post_par(
     State(st): State<Arc<AppState>>,
     ClientCert(cert): ClientCert,
-    OAuthForm(pairs): OAuthForm,
+    headers: HeaderMap,
+    form: Result<OAuthForm, ApiError>,
+) -> Response {
+    let sent = dpop::sent(&headers);
+    let r = match form {
+        Ok(OAuthForm(pairs)) => par(&st, cert.as_ref(), &headers, &pairs).await,
+        Err(e) => Err(e),
+    };
+    dpop::finish(&st, sent, r)
+}
+
+async fn par(
+    st: &AppState,
+    cert: Option<&PeerCert>,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let params = single_valued(&pairs)?;
-    let client = authenticate(&st, &params, cert.as_ref()).await?;
-    let request = validate_par(&params, &client)?;
+    let params = single_valued(pairs)?;
+    // The proof first, so a nonce demand (RFC 9449 §8) does not use up the client
+    // assertion's jti.
+    let proof = dpop::request_proof(st, headers, "POST", "/par", None).await?;
+    let client = authenticate(st, &params, cert).await?;
+    if proof.is_some() && client.sender_constraint() != SenderConstraint::Dpop {
+        return Err(OAuthError::invalid_request(
+            "this client is registered for certificate-bound tokens; DPoP is not used",
+        )
+        .into());
+    }
+    let mut request = validate_par(&params, &client)?;
+    // RFC 9449 §10.1: the proof's key binds the code; with dpop_jkt too, they must agree.
+    bind_dpop_key(&mut request, proof.as_ref().map(|p| p.jkt.as_str()))?;
     let now = st.clock.now();
     let request_uri = format!(
         "{}{}",

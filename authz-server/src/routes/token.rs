@@ -1,20 +1,23 @@
 //! Token endpoint (RFC 6749 §3.2): `authorization_code` with PKCE, `refresh_token` (not
-//! rotated, FAPI 2.0 §5.3.2.1-9) and `client_credentials`. Every access token is bound to
-//! the client certificate of the connection (RFC 8705 §3); no certificate, no token.
+//! rotated, FAPI 2.0 §5.3.2.1-9) and `client_credentials`. Every access token is
+//! sender-constrained by the one mechanism its client registered: the client certificate
+//! of the connection (RFC 8705 §3) or the key of the request's DPoP proof (RFC 9449 §5);
+//! without it, no token.
 
 use crate::client_auth::{authenticate, store};
+use crate::dpop;
 use crate::http::{ApiError, ClientCert, OAuthForm, PeerCert, json_no_store};
 use crate::issue::{AccessTokenInput, consent_is_active, mint_access_token, mint_id_token};
 use crate::routes::authorize::CodeGrant;
 use crate::state::AppState;
-use authz_core::client::{Client, GrantType};
+use authz_core::client::{Client, GrantType, SenderConstraint};
 use authz_core::par::{single_valued, verify_pkce};
 use authz_core::scope::Scope;
 use authz_core::tokens::{AuthContext, Confirmation};
 use authz_core::{ErrorCode, OAuthError, OAuthResult};
 use authz_store::{AuditEntry, ConsentStatus, Consumed, RefreshTokenRecord};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 use std::collections::HashMap;
@@ -24,10 +27,28 @@ use std::sync::Arc;
 pub async fn post_token(
     State(st): State<Arc<AppState>>,
     ClientCert(cert): ClientCert,
-    OAuthForm(pairs): OAuthForm,
+    headers: HeaderMap,
+    form: Result<OAuthForm, ApiError>,
+) -> Response {
+    let sent = dpop::sent(&headers);
+    let r = match form {
+        Ok(OAuthForm(pairs)) => token(&st, cert, &headers, &pairs).await,
+        Err(e) => Err(e),
+    };
+    dpop::finish(&st, sent, r)
+}
+
+async fn token(
+    st: &AppState,
+    cert: Option<PeerCert>,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let params = single_valued(&pairs)?;
-    let client = authenticate(&st, &params, cert.as_ref()).await?;
+    let params = single_valued(pairs)?;
+    // The proof first, so a nonce demand (RFC 9449 §8) does not use up the client
+    // assertion's jti.
+    let proof = dpop::request_proof(st, headers, "POST", "/token", None).await?;
+    let client = authenticate(st, &params, cert.as_ref()).await?;
     let grant = params
         .get("grant_type")
         .copied()
@@ -46,23 +67,48 @@ pub async fn post_token(
         )
         .into());
     }
-    // Sender-constraining is mandatory (FAPI 2.0 §5.3.2.1-4).
-    let cert = cert.ok_or_else(|| {
-        OAuthError::invalid_request(
-            "a client certificate is required: tokens are certificate-bound (RFC 8705)",
-        )
-    })?;
+    // Sender-constraining is mandatory (FAPI 2.0 §5.3.2.1-4/5), by the one mechanism the
+    // client registered: a token never carries both bindings.
+    let cnf = match client.sender_constraint() {
+        SenderConstraint::Dpop => {
+            let proof = proof.ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::InvalidDpopProof,
+                    "a DPoP proof is required: this client's tokens are DPoP-bound (RFC 9449)",
+                )
+            })?;
+            Confirmation::Dpop { jkt: proof.jkt }
+        }
+        SenderConstraint::Mtls => {
+            if proof.is_some() {
+                return Err(OAuthError::invalid_request(
+                    "this client is registered for certificate-bound tokens; DPoP is not used",
+                )
+                .into());
+            }
+            let cert = cert.ok_or_else(|| {
+                OAuthError::invalid_request(
+                    "a client certificate is required: tokens are certificate-bound (RFC 8705)",
+                )
+            })?;
+            Confirmation::Mtls {
+                x5t_s256: cert.x5t_s256,
+            }
+        }
+    };
     let body = match grant {
-        GrantType::AuthorizationCode => authorization_code(&st, &client, &params, &cert).await?,
-        GrantType::RefreshToken => refresh_token(&st, &client, &params, &cert).await?,
-        GrantType::ClientCredentials => client_credentials(&st, &client, &params, &cert)?,
+        GrantType::AuthorizationCode => authorization_code(st, &client, &params, &cnf).await?,
+        GrantType::RefreshToken => refresh_token(st, &client, &params, &cnf).await?,
+        GrantType::ClientCredentials => client_credentials(st, &client, &params, &cnf)?,
     };
     Ok(json_no_store(StatusCode::OK, body))
 }
 
-fn mtls(cert: &PeerCert) -> Confirmation {
-    Confirmation::Mtls {
-        x5t_s256: cert.x5t_s256.clone(),
+/// RFC 6749 §7.1 / RFC 9449 §5: the `token_type` that tells the client how to present it.
+pub fn token_type(cnf: &Confirmation) -> &'static str {
+    match cnf {
+        Confirmation::Mtls { .. } => "Bearer",
+        Confirmation::Dpop { .. } => "DPoP",
     }
 }
 
@@ -70,7 +116,7 @@ async fn authorization_code(
     st: &AppState,
     client: &Client,
     p: &HashMap<&str, &str>,
-    cert: &PeerCert,
+    cnf: &Confirmation,
 ) -> OAuthResult<serde_json::Value> {
     let code = p
         .get("code")
@@ -118,27 +164,34 @@ async fn authorization_code(
         }
         None => return Err(OAuthError::invalid_request("redirect_uri is required")),
     }
+    // RFC 9449 §10: a code bound to a DPoP key is redeemed only with a proof by that key.
+    if let Some(bound) = &grant.dpop_jkt
+        && !matches!(cnf, Confirmation::Dpop { jkt } if jkt == bound)
+    {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code is bound to another DPoP key",
+        ));
+    }
     verify_pkce(p.get("code_verifier").copied(), &grant.code_challenge)?;
     consent_is_active(st, &grant.consent_id)
         .await
         .map_err(|_| OAuthError::invalid_grant("the consent is no longer active"))?;
 
-    let cnf = mtls(cert);
     let (at, _) = mint_access_token(
         st,
         &AccessTokenInput {
             client_id: &client.client_id,
             sub: &grant.sub,
             scope: &grant.scope,
-            cnf: &cnf,
+            cnf,
             consent_id: Some(&grant.consent_id),
             auth: Some(&grant.auth),
         },
     )?;
-    let rt = new_refresh_token(st, client, &grant, &cnf).await?;
+    let rt = new_refresh_token(st, client, &grant, cnf).await?;
     let mut body = json!({
         "access_token": at,
-        "token_type": "Bearer",
+        "token_type": token_type(cnf),
         "expires_in": st.config.access_token_ttl_secs,
         "scope": grant.scope,
         "refresh_token": rt,
@@ -192,7 +245,7 @@ async fn refresh_token(
     st: &AppState,
     client: &Client,
     p: &HashMap<&str, &str>,
-    cert: &PeerCert,
+    cnf: &Confirmation,
 ) -> OAuthResult<serde_json::Value> {
     let token = p
         .get("refresh_token")
@@ -215,14 +268,16 @@ async fn refresh_token(
             "refresh token is revoked or expired",
         ));
     }
-    // Bound to the client's key: the same certificate must present it (RFC 8705 §3 for
-    // public clients; we apply it to every client, as FAPI 2.0 binds all tokens).
+    // Bound to the client's key: the same certificate (RFC 8705 §3) or the same DPoP key
+    // (RFC 9449 §5) must present it; we apply it to every client, as FAPI 2.0 binds all
+    // tokens.
     let bound: authz_core::tokens::Cnf = serde_json::from_value(rec.cnf.clone())
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
-    if Confirmation::from_cnf(&bound) != Some(mtls(cert)) {
-        return Err(OAuthError::invalid_grant(
-            "refresh token is bound to a different client certificate",
-        ));
+    if Confirmation::from_cnf(&bound).as_ref() != Some(cnf) {
+        return Err(OAuthError::invalid_grant(match cnf {
+            Confirmation::Mtls { .. } => "refresh token is bound to a different client certificate",
+            Confirmation::Dpop { .. } => "refresh token is bound to a different DPoP key",
+        }));
     }
     if let Some(cid) = &rec.consent_id {
         consent_is_active(st, cid)
@@ -242,21 +297,20 @@ async fn refresh_token(
         }
     };
     let auth: Option<AuthContext> = serde_json::from_value(rec.auth.clone()).ok();
-    let cnf = mtls(cert);
     let (at, _) = mint_access_token(
         st,
         &AccessTokenInput {
             client_id: &client.client_id,
             sub: &rec.subject,
             scope: &scope,
-            cnf: &cnf,
+            cnf,
             consent_id: rec.consent_id.as_deref(),
             auth: auth.as_ref(),
         },
     )?;
     Ok(json!({
         "access_token": at,
-        "token_type": "Bearer",
+        "token_type": token_type(cnf),
         "expires_in": st.config.access_token_ttl_secs,
         "scope": scope,
         // Not rotated: the same refresh token stays valid.
@@ -268,7 +322,7 @@ fn client_credentials(
     st: &AppState,
     client: &Client,
     p: &HashMap<&str, &str>,
-    cert: &PeerCert,
+    cnf: &Confirmation,
 ) -> OAuthResult<serde_json::Value> {
     let allowed = client
         .allowed_scope()
@@ -295,13 +349,13 @@ fn client_credentials(
             client_id: &client.client_id,
             sub: &client.client_id,
             scope: &scope,
-            cnf: &mtls(cert),
+            cnf,
             consent_id: None,
             auth: None,
         },
     )?;
     Ok(
-        json!({"access_token": at, "token_type": "Bearer", "expires_in": st.config.access_token_ttl_secs, "scope": scope}),
+        json!({"access_token": at, "token_type": token_type(cnf), "expires_in": st.config.access_token_ttl_secs, "scope": scope}),
     )
 }
 

@@ -156,15 +156,27 @@ impl Ctx {
         if !log.check(!at.is_empty(), "RFC6749-4.1.4", "access_token present") {
             anyhow::bail!("no access token");
         }
-        log.check(
-            r.str("token_type")
-                .is_some_and(|t| t.eq_ignore_ascii_case("bearer")),
-            "RFC8705-3",
-            format!(
-                "token_type is Bearer for certificate-bound tokens (got {:?})",
+        if tpp.uses_dpop() {
+            log.check(
                 r.str("token_type")
-            ),
-        );
+                    .is_some_and(|t| t.eq_ignore_ascii_case("dpop")),
+                "DPOP-5",
+                format!(
+                    "token_type is DPoP for DPoP-bound tokens (got {:?})",
+                    r.str("token_type")
+                ),
+            );
+        } else {
+            log.check(
+                r.str("token_type")
+                    .is_some_and(|t| t.eq_ignore_ascii_case("bearer")),
+                "RFC8705-3",
+                format!(
+                    "token_type is Bearer for certificate-bound tokens (got {:?})",
+                    r.str("token_type")
+                ),
+            );
+        }
         log.should(
             r.body
                 .get("expires_in")
@@ -178,8 +190,32 @@ impl Ctx {
             "FAPI2-SP-FINAL-5.4.1-4",
             "access token carries >= 128 bits of entropy",
         );
+        // A JWT access token must be bound to this client's DPoP key, exactly once.
+        if tpp.uses_dpop()
+            && let Ok(u) = fapi_jose::Unverified::parse(&at)
+        {
+            match u.claims.pointer("/cnf/jkt").and_then(|v| v.as_str()) {
+                Some(j) => {
+                    log.check(
+                        Some(j) == tpp.dpop_jkt().as_deref(),
+                        "FAPI2-SP-FINAL-5.3.2.1-5",
+                        "access token cnf.jkt is the thumbprint of the client's DPoP key (RFC 9449 §6.1)",
+                    );
+                    log.check(
+                        u.claims.pointer("/cnf/x5t#S256").is_none(),
+                        "FAPI2-SP-FINAL-5.3.2.1-5",
+                        "access token carries one binding (no cnf.x5t#S256 next to cnf.jkt)",
+                    );
+                }
+                None => log.note(
+                    "access token is a JWT without cnf.jkt; binding is checked at the resource",
+                ),
+            }
+        }
         // A JWT access token must be bound to this client's certificate.
-        if let Ok(u) = fapi_jose::Unverified::parse(&at) {
+        if !tpp.uses_dpop()
+            && let Ok(u) = fapi_jose::Unverified::parse(&at)
+        {
             match u.claims.pointer("/cnf/x5t#S256").and_then(|v| v.as_str()) {
                 Some(t) => {
                     log.check(

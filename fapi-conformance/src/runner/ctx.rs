@@ -1,16 +1,18 @@
 //! Per-variant state shared by the modules: the two clients, the customer pool, and the
 //! building blocks every module uses (pushing a request, driving the customer's browser,
-//! exchanging a code, calling the protected resource).
+//! exchanging a code, calling the protected resource). With `sender_constrain=dpop` the
+//! same building blocks send DPoP proofs (RFC 9449) where the mTLS variant relies on the
+//! client certificate.
 
 use super::browse::{Form, error_page};
 use super::log::Log;
-use super::variant::{Capabilities, Variant};
+use super::variant::{Capabilities, SenderConstrain, Variant};
 use crate::Pkce;
 use crate::browser::{Customer, totp};
-use crate::kit::Kit;
-use crate::tpp::{ASSERTION_TYPE, Reply, Tpp, enc, now, random};
+use crate::kit::{Kit, KitClient};
+use crate::tpp::{ASSERTION_TYPE, Auth, Reply, Tpp, enc, now, random, sign_dpop_proof};
 use anyhow::Context;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,6 +86,19 @@ pub enum ClientAuth {
     ClientIdOnly,
 }
 
+/// How a DPoP client binds the authorization code at PAR (RFC 9449 §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DpopPar {
+    /// A DPoP proof in the PAR request (§10.1).
+    Proof,
+    /// The `dpop_jkt` parameter only, as the suite's happy flow does for client 2.
+    Jkt,
+    /// Neither: the code is not bound.
+    Unbound,
+    /// This proof (the modules' negative cases).
+    Custom(String),
+}
+
 /// An authorization request before it is pushed: the parameters the modules vary.
 #[derive(Debug, Clone)]
 pub struct Req {
@@ -92,6 +107,8 @@ pub struct Req {
     /// Added or replacing parameters.
     pub set: Vec<(String, String)>,
     pub remove: Vec<String>,
+    /// DPoP variants: how the code is bound (ignored for certificate-bound clients).
+    pub dpop_par: DpopPar,
 }
 
 impl Req {
@@ -186,22 +203,19 @@ impl Ctx {
         code_lifetime: u64,
     ) -> anyhow::Result<Self> {
         let method = variant.auth_method();
-        let same: Vec<_> = kit
-            .clients
-            .iter()
-            .filter(|c| c.token_endpoint_auth_method == method)
-            .collect();
+        let dpop = variant.sender_constrain == SenderConstrain::Dpop;
+        let same = variant_clients(kit, &variant);
         let k1 = *same
             .first()
-            .with_context(|| format!("kit has no {method} client"))?;
+            .with_context(|| kit_gap(kit, &variant).unwrap_or_default())?;
         let mut notes = Vec::new();
         let k2 = match same.get(1) {
             Some(c) => *c,
             None => {
-                let other = kit
-                    .clients
-                    .iter()
-                    .find(|c| c.client_id != k1.client_id)
+                let others = || kit.clients.iter().filter(|c| c.client_id != k1.client_id);
+                let other = others()
+                    .find(|c| c.uses_dpop() == dpop)
+                    .or_else(|| others().next())
                     .context("kit has only one client; two are needed")?;
                 notes.push(format!(
                     "client2 is {} ({}): the kit has one {method} client only; the OIDF suite needs two clients with the same method",
@@ -262,7 +276,99 @@ impl Ctx {
             nonce: self.openid().then(|| random(24)),
             set: Vec::new(),
             remove: Vec::new(),
+            dpop_par: DpopPar::Proof,
         }
+    }
+
+    pub fn dpop(&self) -> bool {
+        self.variant.sender_constrain == SenderConstrain::Dpop
+    }
+
+    /// A DPoP proof by `key` for `htm` `htu` (with `ath` for `access_token`), header and
+    /// claims overridden by `header` / `claims` (`null` removes a member).
+    pub fn proof_by(
+        &self,
+        key: &fapi_jose::SigningKey,
+        htm: &str,
+        htu: &str,
+        access_token: Option<&str>,
+        header: Value,
+        claims: Value,
+    ) -> String {
+        let mut c = json!({"jti": random(16), "htm": htm, "htu": htu, "iat": now()});
+        if let Some(t) = access_token {
+            c["ath"] = json!(fapi_jose::sha256_b64(t.as_bytes()));
+        }
+        if let (Some(c), Some(o)) = (c.as_object_mut(), claims.as_object()) {
+            for (k, v) in o {
+                if v.is_null() {
+                    c.remove(k);
+                } else {
+                    c.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        sign_dpop_proof(key, &header, &c)
+    }
+
+    /// A proof by `tpp`'s DPoP key (with the last server nonce, if any), overridden as in
+    /// [`Ctx::proof_by`]. Empty for a client without a DPoP key.
+    pub fn proof(
+        &self,
+        tpp: &Tpp,
+        htm: &str,
+        htu: &str,
+        access_token: Option<&str>,
+        header: Value,
+        mut claims: Value,
+    ) -> String {
+        let Some(k) = &tpp.dpop else {
+            return String::new();
+        };
+        if let (Some(n), Some(c)) = (tpp.current_dpop_nonce(), claims.as_object_mut())
+            && !c.contains_key("nonce")
+        {
+            c.insert("nonce".into(), json!(n));
+        }
+        self.proof_by(k, htm, htu, access_token, header, claims)
+    }
+
+    /// POST `form` as `tpp` sends it. Certificate-bound clients present their certificate
+    /// when `with_pop`; DPoP clients send `proof` (default: a fresh one, when `with_pop`)
+    /// and a certificate only if they authenticate with it; a `use_dpop_nonce` answer to a
+    /// default proof is retried once with the nonce (RFC 9449 §8).
+    pub async fn post_as(
+        &self,
+        tpp: &Tpp,
+        url: &str,
+        form: &[(String, String)],
+        with_pop: bool,
+        proof: Option<String>,
+    ) -> anyhow::Result<Reply> {
+        if !tpp.uses_dpop() {
+            return tpp.post_form(url, form, with_pop).await;
+        }
+        let with_cert = matches!(tpp.auth, Auth::TlsClientAuth);
+        let fixed = proof.is_some();
+        for attempt in 0..2 {
+            let p = match &proof {
+                Some(p) => Some(p.clone()),
+                None if with_pop => Some(self.proof(tpp, "POST", url, None, json!({}), json!({}))),
+                None => None,
+            };
+            let r = tpp
+                .post_form_dpop(url, form, p.as_deref(), with_cert)
+                .await?;
+            let retry = !fixed
+                && with_pop
+                && attempt == 0
+                && r.status.as_u16() == 400
+                && r.error() == "use_dpop_nonce";
+            if !retry {
+                return Ok(r);
+            }
+        }
+        anyhow::bail!("unreachable: the retry loop returns")
     }
 
     pub fn par_params(&self, tpp: &Tpp, pkce: &Pkce, req: &Req) -> Vec<(String, String)> {
@@ -322,8 +428,36 @@ impl Ctx {
     ) -> anyhow::Result<Reply> {
         let mut form = self.auth(tpp, how);
         form.extend(self.par_params(tpp, pkce, req));
-        let r = tpp.post_form(&self.par_url(tpp), &form, true).await?;
-        log.reply("PAR", summarize("POST PAR", &form), &r);
+        let url = self.par_url(tpp);
+        let (r, label) = if tpp.uses_dpop() {
+            match &req.dpop_par {
+                DpopPar::Proof => (
+                    self.post_as(tpp, &url, &form, true, None).await?,
+                    "POST PAR (DPoP proof)",
+                ),
+                DpopPar::Custom(p) => (
+                    self.post_as(tpp, &url, &form, true, Some(p.clone()))
+                        .await?,
+                    "POST PAR (DPoP proof)",
+                ),
+                DpopPar::Jkt => {
+                    if !form.iter().any(|(k, _)| k == "dpop_jkt") {
+                        form.push(("dpop_jkt".into(), tpp.dpop_jkt().unwrap_or_default()));
+                    }
+                    (
+                        self.post_as(tpp, &url, &form, false, None).await?,
+                        "POST PAR",
+                    )
+                }
+                DpopPar::Unbound => (
+                    self.post_as(tpp, &url, &form, false, None).await?,
+                    "POST PAR",
+                ),
+            }
+        } else {
+            (tpp.post_form(&url, &form, true).await?, "POST PAR")
+        };
+        log.reply("PAR", summarize(label, &form), &r);
         Ok(r)
     }
 
@@ -515,26 +649,63 @@ impl Ctx {
     }
 
     /// POST to the token endpoint with `form` (already carrying client authentication).
+    /// `with_pop`: with the client's proof of possession — its certificate, or for DPoP
+    /// clients a DPoP proof.
     pub async fn token_call(
         &self,
         log: &mut Log,
         tpp: &Tpp,
         form: Vec<(String, String)>,
-        with_cert: bool,
+        with_pop: bool,
     ) -> anyhow::Result<Reply> {
-        let label = if with_cert {
-            "POST token"
-        } else {
-            "POST token (no client certificate)"
+        let label = match (tpp.uses_dpop(), with_pop) {
+            (false, true) => "POST token",
+            (false, false) => "POST token (no client certificate)",
+            (true, true) => "POST token (DPoP proof)",
+            (true, false) => "POST token (no DPoP proof)",
         };
-        let r = tpp
-            .post_form(&self.token_url(tpp), &form, with_cert)
+        let r = self
+            .post_as(tpp, &self.token_url(tpp), &form, with_pop, None)
             .await?;
         log.reply("token", summarize(label, &form), &r);
         Ok(r)
     }
 
-    /// GET the protected resource (userinfo stands in until the RS exists).
+    /// POST to the token endpoint with exactly this DPoP proof.
+    pub async fn token_call_with_proof(
+        &self,
+        log: &mut Log,
+        tpp: &Tpp,
+        form: Vec<(String, String)>,
+        proof: String,
+    ) -> anyhow::Result<Reply> {
+        let r = self
+            .post_as(tpp, &self.token_url(tpp), &form, true, Some(proof))
+            .await?;
+        log.reply("token", summarize("POST token (DPoP proof)", &form), &r);
+        Ok(r)
+    }
+
+    /// The authorization-code grant form for `code`, authenticated normally.
+    pub fn code_form(&self, tpp: &Tpp, code: &str, pkce: &Pkce) -> Vec<(String, String)> {
+        let mut form = self.auth(tpp, &ClientAuth::Normal);
+        form.extend(
+            [
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &tpp.redirect_uri),
+                ("code_verifier", &pkce.verifier),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        form
+    }
+
+    /// GET the protected resource (userinfo stands in until the RS exists). `with_cert`:
+    /// with the client's proof of possession. For DPoP clients a `Bearer` scheme (in any
+    /// case) becomes `DPoP` (in the same case pattern) and the proof is a DPoP proof
+    /// carrying `ath`, retried once with a `use_dpop_nonce` challenge's nonce (RFC 9449 §9).
     pub async fn resource(
         &self,
         log: &mut Log,
@@ -543,6 +714,31 @@ impl Ctx {
         scheme: &str,
         with_cert: bool,
     ) -> anyhow::Result<Reply> {
+        if tpp.uses_dpop() {
+            let scheme = match scheme {
+                "Bearer" => "DPoP",
+                s if s.eq_ignore_ascii_case("bearer") => "dPOP",
+                s => s,
+            };
+            let url = self.resource_url(tpp);
+            for attempt in 0..2 {
+                let proofs = if with_cert {
+                    vec![self.proof(tpp, "GET", &url, Some(token), json!({}), json!({}))]
+                } else {
+                    Vec::new()
+                };
+                let r = self.resource_dpop(log, tpp, scheme, token, &proofs).await?;
+                let nonce = r
+                    .headers
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("use_dpop_nonce"));
+                if !(with_cert && attempt == 0 && r.status.as_u16() == 401 && nonce) {
+                    return Ok(r);
+                }
+            }
+            anyhow::bail!("unreachable: the retry loop returns");
+        }
         let url = self.resource_url(tpp);
         let http = if with_cert {
             &tpp.http
@@ -579,6 +775,37 @@ impl Ctx {
                 }
             ),
             Some(status.as_u16()),
+            r.str("error").map(str::to_owned),
+            www,
+        );
+        Ok(r)
+    }
+
+    /// GET the resource with `Authorization: <scheme> <token>` and exactly these `DPoP`
+    /// header values (no certificate unless the client authenticates with one; no retry).
+    pub async fn resource_dpop(
+        &self,
+        log: &mut Log,
+        tpp: &Tpp,
+        scheme: &str,
+        token: &str,
+        proofs: &[String],
+    ) -> anyhow::Result<Reply> {
+        let url = self.resource_url(tpp);
+        let r = tpp.get_dpop_raw(&url, scheme, token, proofs).await?;
+        let www = r
+            .headers
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        log.evidence(
+            "resource",
+            format!(
+                "GET {url} Authorization: {scheme} <{}>, {} DPoP proof(s)",
+                tpp.client_id,
+                proofs.len()
+            ),
+            Some(r.status.as_u16()),
             r.str("error").map(str::to_owned),
             www,
         );
@@ -716,6 +943,30 @@ fn assertion_summary(jwt: &str) -> String {
         }
     }
     parts.join(" ")
+}
+
+/// The kit's clients for `v`: its authentication method and sender constraint.
+pub fn variant_clients<'k>(kit: &'k Kit, v: &Variant) -> Vec<&'k KitClient> {
+    let dpop = v.sender_constrain == SenderConstrain::Dpop;
+    kit.clients
+        .iter()
+        .filter(|c| c.token_endpoint_auth_method == v.auth_method() && c.uses_dpop() == dpop)
+        .collect()
+}
+
+/// Why the kit cannot run `v`: it has no client of that kind.
+pub fn kit_gap(kit: &Kit, v: &Variant) -> Option<String> {
+    variant_clients(kit, v).is_empty().then(|| {
+        format!(
+            "the kit has no {} client with {} tokens",
+            v.auth_method(),
+            if v.sender_constrain == SenderConstrain::Dpop {
+                "DPoP-bound"
+            } else {
+                "certificate-bound"
+            }
+        )
+    })
 }
 
 /// The authorization URL with `extra` query parameters appended.

@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use variant::{Capabilities, SenderConstrain, Variant};
+use variant::{Capabilities, Variant};
 
 #[derive(Clone)]
 pub struct RunOptions {
@@ -200,7 +200,12 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Report> {
     let not_run = Variant::matrix()
         .iter()
         .filter(|v| !opts.variants.contains(v))
-        .filter_map(|v| caps.variant_gap(v).map(|g| format!("{}: {g}", v.label())))
+        .filter_map(|v| {
+            caps.variant_gap(v)
+                .map(str::to_owned)
+                .or_else(|| ctx::kit_gap(&kit, v))
+                .map(|g| format!("{}: {g}", v.label()))
+        })
         .collect();
     Ok(Report {
         tool: "fapi-conformance",
@@ -234,11 +239,11 @@ pub async fn run_variant(
     let mut notes = Vec::new();
     let (mut client, mut client2) = (String::new(), String::new());
 
-    // A variant the AS (or this runner) cannot run: every module is skipped with the reason.
-    let gap = caps.variant_gap(&variant).map(str::to_owned).or_else(|| {
-        (variant.sender_constrain == SenderConstrain::Dpop)
-            .then(|| "this runner has no DPoP flows yet (issue 4)".to_owned())
-    });
+    // A variant the AS (or the kit) cannot run: every module is skipped with the reason.
+    let gap = caps
+        .variant_gap(&variant)
+        .map(str::to_owned)
+        .or_else(|| ctx::kit_gap(kit, &variant));
     let ctx = match gap {
         Some(g) => Err(g),
         None => Ctx::new(kit, variant, caps, customers, opts.code_lifetime)
@@ -247,8 +252,8 @@ pub async fn run_variant(
     };
     match ctx {
         Err(why) => {
-            let is_gap = caps.variant_gap(&variant).is_some()
-                || variant.sender_constrain == SenderConstrain::Dpop;
+            let is_gap =
+                caps.variant_gap(&variant).is_some() || ctx::kit_gap(kit, &variant).is_some();
             for (i, m) in mods.iter().enumerate() {
                 out[i] = Some(if is_gap {
                     skipped(m, &why)

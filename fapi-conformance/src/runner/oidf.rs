@@ -176,14 +176,11 @@ pub async fn generate(o: &OidfOptions) -> anyhow::Result<Generated> {
         String::from("# plan selection string                                config file\n");
     for v in &o.variants {
         let method = v.auth_method();
-        let same: Vec<&KitClient> = kit
-            .clients
-            .iter()
-            .filter(|c| c.token_endpoint_auth_method == method)
-            .collect();
+        // Clients of the variant's authentication method and sender constraint.
+        let same: Vec<&KitClient> = super::ctx::variant_clients(&kit, v);
         let c1 = *same
             .first()
-            .with_context(|| format!("kit has no {method} client"))?;
+            .with_context(|| super::ctx::kit_gap(&kit, v).unwrap_or_default())?;
         let c2 = match (&o.client2_id, same.get(1)) {
             (Some(id), _) => kit
                 .clients
@@ -238,6 +235,11 @@ pub async fn generate(o: &OidfOptions) -> anyhow::Result<Generated> {
             && let Some(obj) = cfg.as_object_mut()
         {
             obj.insert("browser".into(), browser(&kit, &otp));
+        }
+        if v.sender_constrain == super::variant::SenderConstrain::Dpop {
+            // The suite makes its own DPoP keys with this algorithm.
+            cfg["client"]["dpop_signing_alg"] = json!("ES256");
+            cfg["client2"]["dpop_signing_alg"] = json!("ES256");
         }
         let file = o.out_dir.join(format!("{}-{}.json", o.alias, v.label()));
         write_private(&file, &serde_json::to_vec_pretty(&cfg)?)?;

@@ -1,17 +1,17 @@
 //! The module table of the FAPI 2.0 final AS plans (standards digest §2.2), with what each
 //! module needs. A module whose need the AS (or the variant) cannot meet is SKIPPED with
-//! the reason; adding DPoP or signed requests later means writing the module body and
-//! setting `run`, nothing else.
+//! the reason; adding signed requests later means writing the module body and setting
+//! `run`, nothing else.
 
 use super::ctx::Ctx;
 use super::log::Log;
-use super::modules::{authz, discovery, flows, holder, refresh, token};
+use super::modules::{authz, discovery, dpop as dp, flows, holder, refresh, token};
 use super::variant::{Capabilities, Profile, RequestMethod, SenderConstrain, Variant};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub const NO_DPOP: &str = "AS does not support DPoP yet (issue 4)";
+pub const NO_DPOP: &str = "the AS does not advertise DPoP (dpop_signing_alg_values_supported)";
 pub const NO_SIGNED: &str = "signed requests not supported yet (issue 4)";
 pub const NO_UK_OB: &str = "UK Open Banking profile: no resource server yet";
 pub const PREFIX: &str = "fapi2-security-profile-final-";
@@ -132,8 +132,8 @@ const fn ms(name: &'static str) -> Module {
     }
 }
 
-const fn dpop(name: &'static str) -> Module {
-    m(name, &[Need::Dpop], None)
+const fn dpop(name: &'static str, run: Option<Runner>) -> Module {
+    m(name, &[Need::Dpop], run)
 }
 
 /// Every module of the two plans, in the suite's order.
@@ -183,14 +183,35 @@ pub fn modules() -> Vec<Module> {
             run!(flows::token_type_case),
         ),
         ms("ensure-request-object-with-nbf-8-seconds-in-the-future-is-accepted"),
-        dpop("check-dpop-proof-nbf-exp"),
-        dpop("ensure-dpopproof-with-iat-10seconds-before-succeeds"),
-        dpop("ensure-dpopproof-with-iat-10seconds-after-succeeds"),
-        dpop("ensure-mismatched-dpop-jkt-fails"),
-        dpop("ensure-token-endpoint-fails-with-mismatched-dpop-proof-jkt"),
-        dpop("ensure-token-endpoint-fails-with-mismatched-dpop-jkt"),
-        dpop("ensure-dpopproof-at-par-endpoint-binding-success"),
-        dpop("ensure-dpop-auth-code-binding-success"),
+        dpop("check-dpop-proof-nbf-exp", run!(dp::nbf_exp)),
+        dpop(
+            "ensure-dpopproof-with-iat-10seconds-before-succeeds",
+            run!(dp::iat_offset, -10),
+        ),
+        dpop(
+            "ensure-dpopproof-with-iat-10seconds-after-succeeds",
+            run!(dp::iat_offset, 10),
+        ),
+        dpop(
+            "ensure-mismatched-dpop-jkt-fails",
+            run!(dp::mismatched_jkt_at_par),
+        ),
+        dpop(
+            "ensure-token-endpoint-fails-with-mismatched-dpop-proof-jkt",
+            run!(dp::mismatched_key_at_token, false),
+        ),
+        dpop(
+            "ensure-token-endpoint-fails-with-mismatched-dpop-jkt",
+            run!(dp::mismatched_key_at_token, true),
+        ),
+        dpop(
+            "ensure-dpopproof-at-par-endpoint-binding-success",
+            run!(dp::binding_success, false),
+        ),
+        dpop(
+            "ensure-dpop-auth-code-binding-success",
+            run!(dp::binding_success, true),
+        ),
         m(
             "ensure-different-nonce-inside-and-outside-request-object",
             &[OpenId],
@@ -322,7 +343,7 @@ pub fn modules() -> Vec<Module> {
             &[PrivateKeyJwt],
             run!(token::assertion_no_sub),
         ),
-        dpop("dpop-negative-tests"),
+        dpop("dpop-negative-tests", run!(dp::negative_tests)),
         m("refresh-token", &[], run!(refresh::refresh_token)),
         m(
             "ensure-server-handles-non-matching-intent-id",
@@ -483,6 +504,15 @@ pub fn primary(name: &str) -> &'static [&'static str] {
             &["FAPI2-SP-FINAL-5.3.2.2-5", "RFC7636-4.6"]
         }
         "par-without-duplicate-parameters" => &["PAR-4"],
+        "check-dpop-proof-nbf-exp" => &["DPOP-4.3"],
+        "ensure-dpopproof-with-iat-10seconds-before-succeeds"
+        | "ensure-dpopproof-with-iat-10seconds-after-succeeds" => &["FAPI2-SP-FINAL-5.3.2.1-13"],
+        "ensure-mismatched-dpop-jkt-fails"
+        | "ensure-token-endpoint-fails-with-mismatched-dpop-proof-jkt"
+        | "ensure-token-endpoint-fails-with-mismatched-dpop-jkt"
+        | "ensure-dpopproof-at-par-endpoint-binding-success"
+        | "ensure-dpop-auth-code-binding-success" => &["FAPI2-SP-FINAL-5.3.2.1-12", "DPOP-10.1"],
+        "dpop-negative-tests" => &["FAPI2-SP-FINAL-5.3.4", "DPOP-4.3", "DPOP-7.1"],
         _ => &[],
     }
 }

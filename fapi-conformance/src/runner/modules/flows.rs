@@ -1,7 +1,7 @@
 //! Modules whose flows are expected to succeed (possibly with an allowed error).
 
 use crate::runner::checks::expect_par_error;
-use crate::runner::ctx::{Ctx, Front, Mode, with_query};
+use crate::runner::ctx::{Ctx, DpopPar, Front, Mode, with_query};
 use crate::runner::log::Log;
 use crate::tpp::random;
 
@@ -11,9 +11,11 @@ pub async fn happy_flow(ctx: &Ctx, log: &mut Log) -> anyhow::Result<()> {
     let (_, t1) = ctx.flow(log, &ctx.c1, ctx.req()).await?;
     ctx.check_resource_ok(log, &ctx.c1, &t1.access_token, "Bearer")
         .await?;
-    // Client 2 uses a 128-character state, as the suite does.
+    // Client 2 uses a 128-character state, as the suite does, and (DPoP) binds its code
+    // with dpop_jkt alone, no proof at PAR.
     let mut r2 = ctx.req();
     r2.state = Some(random(96));
+    r2.dpop_par = DpopPar::Jkt;
     let (_, t2) = ctx.flow(log, &ctx.c2, r2).await?;
     ctx.check_resource_ok(log, &ctx.c2, &t2.access_token, "Bearer")
         .await?;
@@ -32,7 +34,11 @@ pub async fn happy_flow(ctx: &Ctx, log: &mut Log) -> anyhow::Result<()> {
         &t1.access_token,
         false,
         "FAPI2-SP-FINAL-5.3.2.1-4",
-        "the token presented without a client certificate is refused",
+        if ctx.dpop() {
+            "the token presented without a DPoP proof is refused"
+        } else {
+            "the token presented without a client certificate is refused"
+        },
     )
     .await
 }

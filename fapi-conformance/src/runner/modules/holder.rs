@@ -1,5 +1,5 @@
 //! ensure-holder-of-key-required: TLS versions and ciphers on every endpoint, then a code
-//! exchange without the client certificate.
+//! exchange without the client certificate (DPoP variants: without a DPoP proof).
 
 use crate::runner::checks::expect_token_error;
 use crate::runner::ctx::{ClientAuth, Ctx};
@@ -39,19 +39,27 @@ pub async fn holder_of_key(ctx: &Ctx, log: &mut Log) -> anyhow::Result<()> {
             format!("the TLS connection without a client certificate was refused ({e})"),
         ),
         Ok(r) => {
-            let allowed: &[&str] = if ctx.variant.pkjwt() {
-                &["invalid_client", "invalid_grant", "invalid_request"]
-            } else {
-                &["invalid_client", "invalid_request"]
-            };
+            let allowed = no_pop_errors(ctx);
             expect_token_error(
                 log,
                 &r,
-                allowed,
+                &allowed,
                 "FAPI2-SP-FINAL-5.3.2.1-4",
                 "code exchange without a holder-of-key mechanism",
             );
         }
     }
     Ok(())
+}
+
+/// Errors acceptable for a token request without proof of possession.
+pub fn no_pop_errors(ctx: &Ctx) -> Vec<&'static str> {
+    let mut v = vec!["invalid_client", "invalid_request"];
+    if ctx.variant.pkjwt() {
+        v.push("invalid_grant");
+    }
+    if ctx.dpop() {
+        v.push("invalid_dpop_proof");
+    }
+    v
 }

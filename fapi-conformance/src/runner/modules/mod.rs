@@ -3,6 +3,7 @@
 
 pub mod authz;
 pub mod discovery;
+pub mod dpop;
 pub mod flows;
 pub mod holder;
 pub mod refresh;

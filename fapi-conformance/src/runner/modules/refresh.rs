@@ -1,8 +1,10 @@
-//! refresh-token: issued, not rotated, bound to the client and its certificate.
+//! refresh-token: issued, not rotated, bound to the client and its certificate (or its
+//! DPoP key).
 
 use crate::runner::checks::expect_token_error;
 use crate::runner::ctx::{ClientAuth, Ctx};
 use crate::runner::log::Log;
+use serde_json::json;
 
 fn refresh_form(ctx: &Ctx, tpp: &crate::tpp::Tpp, rt: &str) -> Vec<(String, String)> {
     let mut f = ctx.auth(tpp, &ClientAuth::Normal);
@@ -90,19 +92,35 @@ pub async fn refresh_token(ctx: &Ctx, log: &mut Log) -> anyhow::Result<()> {
             format!("TLS refused the request without a certificate ({e})"),
         ),
         Ok(r) => {
-            let allowed: &[&str] = if ctx.variant.pkjwt() {
-                &["invalid_client", "invalid_grant", "invalid_request"]
-            } else {
-                &["invalid_client", "invalid_request"]
-            };
             expect_token_error(
                 log,
                 &r,
-                allowed,
+                &crate::runner::modules::holder::no_pop_errors(ctx),
                 "FAPI2-SP-FINAL-5.3.2.1-4",
-                "refresh without the client certificate",
+                if ctx.dpop() {
+                    "refresh without a DPoP proof"
+                } else {
+                    "refresh without the client certificate"
+                },
             );
         }
+    }
+    // DPoP: the refresh token is bound to the client's DPoP key (RFC 9449 §5).
+    if ctx.dpop() {
+        let other = fapi_jose::SigningKey::generate(fapi_jose::Alg::ES256, "another-key")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let url = ctx.token_url(&ctx.c1);
+        let proof = ctx.proof_by(&other, "POST", &url, None, json!({}), json!({}));
+        let r = ctx
+            .token_call_with_proof(log, &ctx.c1, refresh_form(ctx, &ctx.c1, &rt1), proof)
+            .await?;
+        expect_token_error(
+            log,
+            &r,
+            &["invalid_grant", "invalid_dpop_proof", "invalid_request"],
+            "DPOP-5",
+            "refresh with a proof by another DPoP key",
+        );
     }
     // Client 2's tokens are useless to client 1.
     let (_, t2) = ctx.flow(log, &ctx.c2, ctx.req()).await?;
