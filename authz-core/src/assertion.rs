@@ -134,6 +134,8 @@ mod tests {
             id_token_signed_response_alg: Alg::ES256,
             introspection_allowed: false,
             dpop_bound_access_tokens: false,
+            require_signed_request_object: false,
+            authorization_signed_response_alg: None,
         };
         (k, c)
     }

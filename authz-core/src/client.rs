@@ -83,6 +83,14 @@ pub struct Client {
     /// (RFC 8705, `cnf.x5t#S256`). One sender constraint per client, never both.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// RFC 9101 §10.5 / FAPI 2.0 MS §5.3.1: every pushed authorization request of this
+    /// client must be a signed request object.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signed_request_object: bool,
+    /// JARM §3 / FAPI 2.0 MS §5.4.1: this client's authorization responses are signed
+    /// JWTs (`response_mode=jwt`), with this algorithm; it must ask for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_signed_response_alg: Option<Alg>,
 }
 
 fn default_id_token_alg() -> Alg {
@@ -118,6 +126,12 @@ impl Client {
                 }
             }
         }
+        if self.require_signed_request_object
+            && (self.jwks.keys.is_empty()
+                || self.jwks.keys.iter().any(|k| k.has_private_material()))
+        {
+            return bad("require_signed_request_object needs public keys in jwks");
+        }
         if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty()
         {
             return bad("authorization_code clients need at least one redirect_uri");
@@ -137,6 +151,11 @@ impl Client {
 
     pub fn may_use(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+
+    /// Whether this client is registered for JWT-secured authorization responses.
+    pub fn uses_jarm(&self) -> bool {
+        self.authorization_signed_response_alg.is_some()
     }
 
     /// How this client's tokens are sender-constrained (FAPI 2.0 §5.3.2.1-5).
@@ -178,5 +197,26 @@ mod tests {
             serde_json::to_value(&c).unwrap()["dpop_bound_access_tokens"],
             true
         );
+    }
+
+    #[test]
+    fn message_signing_metadata_is_optional_and_checked() {
+        let doc = serde_json::json!({
+            "client_id": "c1", "client_name": "TPP", "token_endpoint_auth_method": "tls_client_auth",
+            "redirect_uris": ["https://tpp.example/cb"], "grant_types": ["authorization_code"],
+            "scope": "openid", "tls_client_auth_subject_dn": "CN=c1",
+        });
+        let c: Client = serde_json::from_value(doc.clone()).unwrap();
+        assert!(!c.require_signed_request_object && !c.uses_jarm());
+        let v = serde_json::to_value(&c).unwrap();
+        assert!(v.get("require_signed_request_object").is_none());
+        assert!(v.get("authorization_signed_response_alg").is_none());
+        let mut d = doc;
+        d["authorization_signed_response_alg"] = serde_json::json!("ES256");
+        d["require_signed_request_object"] = serde_json::json!(true);
+        let c: Client = serde_json::from_value(d).unwrap();
+        assert!(c.uses_jarm());
+        // Nothing to verify request objects with.
+        assert!(c.validate().is_err());
     }
 }

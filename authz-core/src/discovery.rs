@@ -1,7 +1,7 @@
 //! Authorization server metadata (RFC 8414 / OIDC Discovery 1.0), listing exactly what
 //! this server does. `mtls_endpoint_aliases` (RFC 8705 §5) point at the listener that asks
 //! for client certificates, so browser pages never are. DPoP (RFC 9449) is the other
-//! sender constraint, chosen per client.
+//! sender constraint, chosen per client. Message Signing: request objects at PAR, JARM.
 
 use fapi_jose::Alg;
 use serde_json::{Value, json};
@@ -50,13 +50,18 @@ pub fn metadata(e: &Endpoints, id_token_algs: &[Alg]) -> Value {
         },
         "require_pushed_authorization_requests": true,
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        // JARM (FAPI 2.0 MS §5.4.1) for clients registered with
+        // authorization_signed_response_alg.
+        "response_modes_supported": ["query", "jwt", "query.jwt"],
+        "authorization_signing_alg_values_supported": id_algs,
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
         "introspection_endpoint_auth_signing_alg_values_supported": algs,
+        // RFC 9701: signed introspection responses, for authorised resource servers.
+        "introspection_signing_alg_values_supported": ["ES256"],
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "tls_client_certificate_bound_access_tokens": true,
@@ -68,7 +73,9 @@ pub fn metadata(e: &Endpoints, id_token_algs: &[Alg]) -> Value {
         "id_token_signing_alg_values_supported": id_algs,
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "name"],
         "claims_parameter_supported": false,
-        "request_parameter_supported": false,
+        // Signed request objects (RFC 9101) at the PAR endpoint only (FAPI 2.0 MS §5.3.1).
+        "request_parameter_supported": true,
+        "request_object_signing_alg_values_supported": algs,
         // Only PAR-issued request_uris are accepted, but they are accepted.
         "request_uri_parameter_supported": true,
         "acr_values_supported": [crate::tokens::ACR_SCA],

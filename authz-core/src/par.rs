@@ -37,6 +37,11 @@ pub struct AuthorizationRequest {
     /// the `dpop_jkt` parameter or the key of the DPoP proof sent with the PAR request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// JARM (FAPI 2.0 MS §5.4.1): the authorization response goes back as a signed JWT
+    /// in a `response` query parameter (`response_mode=jwt` or `query.jwt`).
+    /// The algorithm to sign it with (the client's `authorization_signed_response_alg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jarm: Option<fapi_jose::Alg>,
 }
 
 impl AuthorizationRequest {
@@ -83,7 +88,7 @@ pub fn validate_par(
     if params.contains_key("request") {
         return Err(OAuthError::new(
             ErrorCode::InvalidRequestObject,
-            "request objects are not supported by this server",
+            "request must not appear inside a request object",
         ));
     }
     if let Some(id) = get("client_id")
@@ -103,13 +108,25 @@ pub fn validate_par(
             ));
         }
     }
-    if let Some(mode) = get("response_mode")
-        && mode != "query"
-    {
-        return Err(OAuthError::invalid_request(
-            "only response_mode=query is supported",
-        ));
-    }
+    let jarm = match get("response_mode") {
+        None | Some("query") if client.uses_jarm() => {
+            return Err(OAuthError::invalid_request(
+                "this client is registered for JWT-secured responses: send response_mode=jwt",
+            ));
+        }
+        None | Some("query") => None,
+        Some("jwt" | "query.jwt") if client.uses_jarm() => client.authorization_signed_response_alg,
+        Some("jwt" | "query.jwt") => {
+            return Err(OAuthError::invalid_request(
+                "response_mode=jwt needs a client registered with authorization_signed_response_alg",
+            ));
+        }
+        Some(_) => {
+            return Err(OAuthError::invalid_request(
+                "only response_mode query, jwt and query.jwt are supported",
+            ));
+        }
+    };
     let redirect = get("redirect_uri")
         .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
     let redirect_uri = VerifiedRedirectUri::verify(redirect, &client.redirect_uris)?;
@@ -202,6 +219,7 @@ pub fn validate_par(
         prompt,
         max_age,
         dpop_jkt,
+        jarm,
     })
 }
 
@@ -259,6 +277,8 @@ mod tests {
             id_token_signed_response_alg: fapi_jose::Alg::ES256,
             introspection_allowed: false,
             dpop_bound_access_tokens: false,
+            require_signed_request_object: false,
+            authorization_signed_response_alg: None,
         }
     }
 

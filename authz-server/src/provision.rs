@@ -1,6 +1,7 @@
 //! Sandbox provisioning at start: the dev CA, the `localhost` server certificate, the
 //! sandbox TPPs (`private_key_jwt` and `tls_client_auth` ones with certificate-bound
-//! tokens, `private_key_jwt` ones with DPoP-bound tokens; each with its own client
+//! tokens, `private_key_jwt` ones with DPoP-bound tokens, Message Signing ones with signed
+//! request objects and JARM; each with its own client
 //! certificate), a sandbox customer, and the TPP kit at `certs/sandbox/kit.json`.
 //! Existing material is reused, so restarts keep the same credentials; the kit is
 //! rewritten each start because it carries the current URLs. Sandbox mode only.
@@ -28,61 +29,90 @@ pub const DPOP_CLIENT_2: &str = "sandbox-tpp-dpop-2";
 pub const DPOP_MTLS_CLIENT: &str = "sandbox-tpp-dpop-mtls";
 pub const DPOP_MTLS_CLIENT_2: &str = "sandbox-tpp-dpop-mtls-2";
 
+/// Message Signing clients (FAPI 2.0 MS): `private_key_jwt`, certificate-bound tokens,
+/// signed request objects required and JWT-secured (JARM) authorization responses.
+pub const MS_CLIENT: &str = "sandbox-tpp-ms";
+pub const MS_CLIENT_2: &str = "sandbox-tpp-ms-2";
+
 struct SandboxClient {
     id: &'static str,
     method: ClientAuthMethod,
     name: &'static str,
     dpop: bool,
+    /// Signed request objects and JARM (FAPI 2.0 Message Signing).
+    ms: bool,
 }
 
-const SANDBOX_CLIENTS: [SandboxClient; 8] = [
+const SANDBOX_CLIENTS: [SandboxClient; 10] = [
     SandboxClient {
         id: PKJWT_CLIENT,
         method: ClientAuthMethod::PrivateKeyJwt,
         name: "Sandbox Budgeting App",
         dpop: false,
+        ms: false,
     },
     SandboxClient {
         id: MTLS_CLIENT,
         method: ClientAuthMethod::TlsClientAuth,
         name: "Sandbox Payments App",
         dpop: false,
+        ms: false,
     },
     SandboxClient {
         id: PKJWT_CLIENT_2,
         method: ClientAuthMethod::PrivateKeyJwt,
         name: "Sandbox Lending App",
         dpop: false,
+        ms: false,
     },
     SandboxClient {
         id: MTLS_CLIENT_2,
         method: ClientAuthMethod::TlsClientAuth,
         name: "Sandbox Accounting App",
         dpop: false,
+        ms: false,
     },
     SandboxClient {
         id: DPOP_CLIENT,
         method: ClientAuthMethod::PrivateKeyJwt,
         name: "Sandbox Mobile Wallet",
         dpop: true,
+        ms: false,
     },
     SandboxClient {
         id: DPOP_CLIENT_2,
         method: ClientAuthMethod::PrivateKeyJwt,
         name: "Sandbox Savings App",
         dpop: true,
+        ms: false,
     },
     SandboxClient {
         id: DPOP_MTLS_CLIENT,
         method: ClientAuthMethod::TlsClientAuth,
         name: "Sandbox Invoicing App",
         dpop: true,
+        ms: false,
     },
     SandboxClient {
         id: DPOP_MTLS_CLIENT_2,
         method: ClientAuthMethod::TlsClientAuth,
         name: "Sandbox Payroll App",
         dpop: true,
+        ms: false,
+    },
+    SandboxClient {
+        id: MS_CLIENT,
+        method: ClientAuthMethod::PrivateKeyJwt,
+        name: "Sandbox Treasury App",
+        dpop: false,
+        ms: true,
+    },
+    SandboxClient {
+        id: MS_CLIENT_2,
+        method: ClientAuthMethod::PrivateKeyJwt,
+        name: "Sandbox Trade Finance App",
+        dpop: false,
+        ms: true,
     },
 ];
 pub const SANDBOX_USERNAME: &str = "alice";
@@ -153,6 +183,12 @@ pub struct KitClient {
     /// certificate-bound (RFC 8705).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_constraint: Option<String>,
+    /// Added: the client must send signed request objects (FAPI 2.0 MS §5.3.1).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub request_object_signing: bool,
+    /// Added: `"jwt"` for clients whose authorization responses are JARM JWTs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_mode: Option<String>,
 }
 
 pub struct Sandbox {
@@ -241,6 +277,7 @@ pub fn ensure_sandbox(
         method,
         name,
         dpop,
+        ms,
     } in SANDBOX_CLIENTS
     {
         let cert_path = sb.join(format!("{id}.pem"));
@@ -302,6 +339,8 @@ pub fn ensure_sandbox(
             id_token_signed_response_alg: Alg::ES256,
             introspection_allowed: false,
             dpop_bound_access_tokens: dpop,
+            require_signed_request_object: ms,
+            authorization_signed_response_alg: ms.then_some(Alg::ES256),
         };
         client
             .validate()
@@ -316,6 +355,8 @@ pub fn ensure_sandbox(
             scope: KIT_SCOPE.into(),
             tls_client_auth_subject_dn: client.tls_client_auth_subject_dn.clone(),
             sender_constraint: dpop.then(|| "dpop".to_owned()),
+            request_object_signing: ms,
+            response_mode: ms.then(|| "jwt".to_owned()),
         });
         clients.push(client);
     }

@@ -58,12 +58,23 @@ pub struct KitClient {
     /// certificate-bound (RFC 8705).
     #[serde(default)]
     pub sender_constraint: Option<String>,
+    /// Signed request objects required (FAPI 2.0 Message Signing); absent in old kits.
+    #[serde(default)]
+    pub request_object_signing: bool,
+    /// `"jwt"` for JARM responses; absent means plain query responses.
+    #[serde(default)]
+    pub response_mode: Option<String>,
 }
 
 impl KitClient {
     /// Whether this client's tokens are DPoP-bound.
     pub fn uses_dpop(&self) -> bool {
         self.sender_constraint.as_deref() == Some("dpop")
+    }
+
+    /// Whether this client is registered for Message Signing (signed requests, JARM).
+    pub fn uses_message_signing(&self) -> bool {
+        self.request_object_signing || self.response_mode.as_deref() == Some("jwt")
     }
 }
 
@@ -74,12 +85,25 @@ impl Kit {
         serde_json::from_slice(&bytes).with_context(|| format!("parsing kit {}", path.display()))
     }
 
-    /// The first certificate-bound client with this authentication method.
+    /// The first certificate-bound client with this authentication method (not a
+    /// Message Signing one).
     pub fn client(&self, method: &str) -> anyhow::Result<&KitClient> {
         self.clients
             .iter()
-            .find(|c| c.token_endpoint_auth_method == method && !c.uses_dpop())
+            .find(|c| {
+                c.token_endpoint_auth_method == method
+                    && !c.uses_dpop()
+                    && !c.uses_message_signing()
+            })
             .with_context(|| format!("kit has no {method} client"))
+    }
+
+    /// The Message Signing clients (signed requests and JARM), in kit order.
+    pub fn message_signing_clients(&self) -> Vec<&KitClient> {
+        self.clients
+            .iter()
+            .filter(|c| c.uses_message_signing())
+            .collect()
     }
 
     /// The first client with DPoP-bound tokens and this authentication method.
@@ -126,5 +150,22 @@ mod tests {
         ]));
         assert_eq!(k.client("private_key_jwt").unwrap().client_id, "a");
         assert_eq!(k.dpop_client("private_key_jwt").unwrap().client_id, "d");
+    }
+
+    #[test]
+    fn message_signing_fields_are_optional_and_not_picked_as_plain_clients() {
+        let old = kit(serde_json::json!([client("a", "private_key_jwt", None)]));
+        assert!(!old.clients[0].request_object_signing);
+        assert!(old.clients[0].response_mode.is_none());
+        assert!(old.message_signing_clients().is_empty());
+        let mut ms = client("m", "private_key_jwt", None);
+        ms["request_object_signing"] = serde_json::json!(true);
+        ms["response_mode"] = serde_json::json!("jwt");
+        let k = kit(serde_json::json!([
+            ms,
+            client("a", "private_key_jwt", None)
+        ]));
+        assert_eq!(k.client("private_key_jwt").unwrap().client_id, "a");
+        assert_eq!(k.message_signing_clients()[0].client_id, "m");
     }
 }

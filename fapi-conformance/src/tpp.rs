@@ -1,6 +1,7 @@
 //! A FAPI 2.0 client (TPP): discovery, `private_key_jwt` or `tls_client_auth`, PAR with
 //! PKCE, the token endpoint, and calls with its certificate-bound or DPoP-bound tokens
-//! (RFC 9449: proofs, `ath`, server nonces).
+//! (RFC 9449: proofs, `ath`, server nonces). Message Signing: signed request objects
+//! (RFC 9101) at PAR and JWT-secured authorization responses (JARM).
 
 use crate::kit::{Kit, KitClient};
 use anyhow::Context;
@@ -311,6 +312,160 @@ impl Tpp {
         let url = self.endpoint("pushed_authorization_request_endpoint");
         self.post_form(&url, &self.par_form(pkce, state, nonce, extra), true)
             .await
+    }
+
+    /// Request object claims (RFC 9101, FAPI 2.0 MS §5.3.1): `iss`, `client_id`, `aud`,
+    /// `nbf`, `exp` (5 minutes), `jti`, then `params`, then `overrides` (`null` removes).
+    pub fn request_object_claims(&self, params: &[(String, String)], overrides: Value) -> Value {
+        let t = (self.clock)();
+        let mut claims = json!({"iss": self.client_id, "client_id": self.client_id,
+            "aud": self.issuer, "nbf": t, "exp": t + 300, "jti": random(16)});
+        if let Some(c) = claims.as_object_mut() {
+            for (k, v) in params {
+                c.insert(k.clone(), Value::String(v.clone()));
+            }
+            if let Some(o) = overrides.as_object() {
+                for (k, v) in o {
+                    if v.is_null() {
+                        c.remove(k);
+                    } else {
+                        c.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        claims
+    }
+
+    /// A request object signed with this client's key, `typ` `oauth-authz-req+jwt`.
+    pub fn request_object(&self, params: &[(String, String)], overrides: Value) -> String {
+        let Auth::PrivateKeyJwt(key) = &self.auth else {
+            return String::new();
+        };
+        key.sign_jwt(
+            Some("oauth-authz-req+jwt"),
+            &self.request_object_claims(params, overrides),
+        )
+        .unwrap_or_default()
+    }
+
+    /// The authorization parameters of a standard request (no client authentication),
+    /// for a request object; `extra` works as in [`Tpp::par_form`].
+    pub fn authz_params(
+        &self,
+        pkce: &Pkce,
+        state: &str,
+        nonce: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let auth: Vec<String> = self.auth_params().into_iter().map(|(k, _)| k).collect();
+        self.par_form(pkce, state, nonce, extra)
+            .into_iter()
+            .filter(|(k, _)| !auth.contains(k))
+            .collect()
+    }
+
+    /// PAR carrying a request object: client authentication, `client_id`, `request`,
+    /// plus `outside` (ignored by the server).
+    pub async fn par_signed(
+        &self,
+        request_object: &str,
+        outside: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
+        let mut f = self.auth_params();
+        if !f.iter().any(|(k, _)| k == "client_id") {
+            f.push(("client_id".into(), self.client_id.clone()));
+        }
+        f.push(("request".into(), request_object.to_owned()));
+        f.extend(
+            outside
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let url = self.endpoint("pushed_authorization_request_endpoint");
+        self.post_form(&url, &f, true).await
+    }
+
+    /// The server's published keys (`jwks_uri`).
+    pub async fn server_jwks(&self) -> anyhow::Result<Vec<fapi_jose::Jwk>> {
+        let uri = self
+            .discovery
+            .get("jwks_uri")
+            .and_then(|v| v.as_str())
+            .context("no jwks_uri")?;
+        let set: fapi_jose::Jwks = self
+            .http_no_cert
+            .get(uri)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(set.keys)
+    }
+
+    /// Verify a JWT signed by the server: signature against its JWKS, `iss` the issuer,
+    /// `aud` this client (when `check_aud`), not expired. Returns the claims.
+    pub async fn verify_server_jwt(&self, jwt: &str, check_aud: bool) -> anyhow::Result<Value> {
+        let u = fapi_jose::Unverified::parse(jwt).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let keys = self.server_jwks().await?;
+        u.verify_with_set(&keys)
+            .map_err(|e| anyhow::anyhow!("server JWT signature: {e}"))?;
+        let c = u.claims.clone();
+        anyhow::ensure!(c["iss"] == self.issuer.as_str(), "iss is not the issuer");
+        if check_aud {
+            anyhow::ensure!(
+                c["aud"] == self.client_id.as_str(),
+                "aud is not this client"
+            );
+        }
+        if let Some(exp) = c.get("exp").and_then(Value::as_i64) {
+            anyhow::ensure!(exp > (self.clock)(), "expired");
+        }
+        Ok(c)
+    }
+
+    /// JARM (FAPI 2.0 MS §5.4.1): the verified claims of the `response` JWT in an
+    /// authorization response redirect. Fails if the redirect is not a JARM response.
+    pub async fn jarm_response(&self, redirect: &url::Url) -> anyhow::Result<Value> {
+        let jwt = redirect
+            .query_pairs()
+            .find(|(k, _)| k == "response")
+            .map(|(_, v)| v.into_owned())
+            .context("no response parameter in the redirect")?;
+        let c = self.verify_server_jwt(&jwt, true).await?;
+        anyhow::ensure!(c.get("exp").is_some(), "JARM response has no exp");
+        Ok(c)
+    }
+
+    /// Introspection asking for a signed response (RFC 9701 §4): status, `Content-Type`
+    /// and the raw body.
+    pub async fn introspect_jwt(
+        &self,
+        token: &str,
+    ) -> anyhow::Result<(StatusCode, Option<String>, String)> {
+        let form = self.form(&[("token", token)]);
+        let r = self
+            .http
+            .post(self.endpoint("introspection_endpoint"))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(
+                reqwest::header::ACCEPT,
+                "application/token-introspection+jwt",
+            )
+            .body(serde_urlencoded(&form))
+            .send()
+            .await?;
+        let status = r.status();
+        let ct = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((status, ct, r.text().await?))
     }
 
     /// The authorization URL: only `client_id` and `request_uri` (FAPI 2.0 §5.3.3.2-6).

@@ -6,6 +6,7 @@ mod authorize;
 mod client_auth;
 mod dpop;
 mod flow;
+mod message_signing;
 mod par;
 mod resource;
 mod tls;

@@ -374,12 +374,13 @@ async fn par_rejects_a_nested_request_uri() {
 }
 
 #[tokio::test]
-async fn par_rejects_request_objects() {
+async fn par_rejects_request_objects_signed_with_unregistered_keys() {
     let p = TestPlatform::spawn().await;
     for tpp in [&p.pkjwt, &p.mtls] {
         let pkce = Pkce::new();
-        // Signed with a key the server has never seen, but that is not the point:
-        // the parameter itself is refused.
+        // Request objects are accepted (FAPI 2.0 MS, see message_signing.rs), but only
+        // signed with a key in the client's registered jwks: this one is not (and the
+        // tls_client_auth client has none). nbf is there so only the key is wrong.
         let key = SigningKey::generate(Alg::PS256, "ro").unwrap();
         let object = key
             .sign_jwt(
@@ -387,7 +388,7 @@ async fn par_rejects_request_objects() {
                 &json!({"iss": tpp.client_id, "aud": tpp.issuer, "client_id": tpp.client_id,
                         "response_type": "code", "redirect_uri": tpp.redirect_uri, "scope": tpp.scope,
                         "code_challenge": pkce.challenge, "code_challenge_method": "S256",
-                        "exp": wekeza_tests::now() + 60}),
+                        "nbf": wekeza_tests::now(), "exp": wekeza_tests::now() + 60}),
             )
             .unwrap();
         let r = tpp

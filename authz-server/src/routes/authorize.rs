@@ -2,7 +2,8 @@
 //! TOTP second factor, consent. Only `client_id` and `request_uri` are read from the
 //! authorization request; everything else comes from the pushed request. Errors go back
 //! to the client only once its redirect URI is verified; otherwise an error page shows.
-//! Authorization responses are 303 redirects carrying `code`, `state` and `iss` (RFC 9207).
+//! Authorization responses are 303 redirects carrying `code`, `state` and `iss` (RFC 9207),
+//! or, for JARM requests, one signed `response` JWT holding them (FAPI 2.0 MS §5.4.1).
 
 use crate::client_auth::{find_client, store};
 use crate::http::{cookie_value, html_page, query_pairs, redirect_303};
@@ -70,6 +71,48 @@ fn server_error_page(e: &OAuthError) -> Response {
     )
 }
 
+/// Lifetime of a JWT-secured authorization response (JARM §2.1: short-lived).
+pub const JARM_TTL_SECS: i64 = 60;
+
+/// Send an authorization response to the verified redirect URI: `params` plus `state`
+/// and `iss` (RFC 9207) as query parameters, or, for a JARM request (FAPI 2.0 MS
+/// §5.4.1), all of them inside one signed JWT in `response` (then `iss` is only there).
+fn redirect_response(
+    st: &AppState,
+    req: &AuthorizationRequest,
+    params: &[(&str, &str)],
+) -> Response {
+    let mut p: Vec<(&str, &str)> = params.to_vec();
+    if let Some(s) = &req.state {
+        p.push(("state", s));
+    }
+    let Some(alg) = req.jarm else {
+        p.push(("iss", &st.issuer));
+        return redirect_303(&req.redirect_uri.with_params(&p));
+    };
+    let now = st.clock.now();
+    let mut claims = serde_json::Map::new();
+    claims.insert("iss".into(), st.issuer.clone().into());
+    claims.insert("aud".into(), req.client_id.clone().into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + JARM_TTL_SECS).into());
+    for (k, v) in &p {
+        claims.insert((*k).to_owned(), (*v).to_owned().into());
+    }
+    let jwt = st
+        .keys
+        .signer(alg)
+        .ok_or_else(|| OAuthError::server_error("no signing key for the JARM algorithm"))
+        .and_then(|k| {
+            k.sign_jwt(Some("JWT"), &serde_json::Value::Object(claims))
+                .map_err(|e| OAuthError::server_error(e.to_string()))
+        });
+    match jwt {
+        Ok(jwt) => redirect_303(&req.redirect_uri.with_params(&[("response", jwt.as_str())])),
+        Err(e) => server_error_page(&e),
+    }
+}
+
 /// Redirect an error to a verified redirect URI (RFC 6749 §4.1.2.1, RFC 9207).
 fn redirect_error(
     st: &AppState,
@@ -77,12 +120,11 @@ fn redirect_error(
     error: &str,
     description: &str,
 ) -> Response {
-    let mut p = vec![("error", error), ("error_description", description)];
-    if let Some(s) = &req.state {
-        p.push(("state", s));
-    }
-    p.push(("iss", &st.issuer));
-    redirect_303(&req.redirect_uri.with_params(&p))
+    redirect_response(
+        st,
+        req,
+        &[("error", error), ("error_description", description)],
+    )
 }
 
 async fn handle_authorize(st: &AppState, pairs: Vec<(String, String)>) -> Response {
@@ -696,12 +738,7 @@ async fn decide(
         )
         .await
         .map_err(store)?;
-    let mut p = vec![("code", code.as_str())];
-    if let Some(s) = &req.state {
-        p.push(("state", s));
-    }
-    p.push(("iss", &st.issuer));
-    Ok(redirect_303(&req.redirect_uri.with_params(&p)))
+    Ok(redirect_response(st, req, &[("code", code.as_str())]))
 }
 
 /// Sandbox only: a landing page for the sandbox TPPs' redirect URI, so a newcomer can

@@ -9,7 +9,8 @@ use crate::http::{ApiError, ClientCert, OAuthForm, PeerCert, json_no_store};
 use crate::state::AppState;
 use authz_core::OAuthError;
 use authz_core::client::SenderConstraint;
-use authz_core::par::{bind_dpop_key, single_valued, validate_par};
+use authz_core::par::{bind_dpop_key, single_valued};
+use authz_core::request_object::validate_pushed;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -55,7 +56,8 @@ async fn par(
         )
         .into());
     }
-    let mut request = validate_par(&params, &client)?;
+    // FAPI 2.0 MS §5.3.1: a signed request object replaces the form parameters.
+    let mut request = validate_pushed(&params, &client, &st.issuer, st.clock.now())?;
     // RFC 9449 §10.1: the proof's key binds the code; with dpop_jkt too, they must agree.
     bind_dpop_key(&mut request, proof.as_ref().map(|p| p.jkt.as_str()))?;
     let now = st.clock.now();

@@ -1,6 +1,6 @@
 //! OIDC Core §5.3 userinfo (our protected resource so far: certificate-bound tokens as
 //! `Bearer`, DPoP-bound tokens as `DPoP` with a proof, RFC 9449 §7), RFC 7662
-//! introspection and RFC 7009 revocation.
+//! introspection (signed JWT responses per RFC 9701 on request) and RFC 7009 revocation.
 
 use crate::client_auth::{authenticate, store};
 use crate::dpop;
@@ -196,6 +196,7 @@ fn resource_response(st: &AppState, dpop_challenge: bool, r: OAuthResult<Respons
 pub async fn post_introspect(
     State(st): State<Arc<AppState>>,
     ClientCert(cert): ClientCert,
+    headers: HeaderMap,
     OAuthForm(pairs): OAuthForm,
 ) -> Result<Response, ApiError> {
     let params = single_valued(&pairs)?;
@@ -204,10 +205,68 @@ pub async fn post_introspect(
         .get("token")
         .copied()
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let inactive = || Ok(json_no_store(StatusCode::OK, json!({"active": false})));
+    let body = introspection(&st, &caller, token).await?;
+    // RFC 9701 §4: a signed response when asked for, and only for an authenticated
+    // resource server allowed to introspect (FAPI 2.0 MS §5.5.1); others get JSON.
+    if wants_jwt(&headers) && caller.introspection_allowed {
+        return signed_introspection(&st, &caller, body).map_err(ApiError);
+    }
+    Ok(json_no_store(StatusCode::OK, body))
+}
+
+/// RFC 9701 §4 media type of a JWT introspection response (and its `typ` with the
+/// `application/` prefix dropped).
+pub const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
+
+fn wants_jwt(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            m.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(INTROSPECTION_JWT))
+        })
+}
+
+/// RFC 9701 §5: `{iss, aud, iat, token_introspection}` signed with the server's key.
+fn signed_introspection(
+    st: &AppState,
+    caller: &authz_core::client::Client,
+    body: serde_json::Value,
+) -> OAuthResult<Response> {
+    let claims = json!({
+        "iss": st.issuer, "aud": caller.client_id, "iat": st.clock.now(),
+        "token_introspection": body,
+    });
+    let key = st
+        .keys
+        .signer(fapi_jose::Alg::ES256)
+        .ok_or_else(|| OAuthError::server_error("no ES256 signing key"))?;
+    let jwt = key
+        .sign_jwt(Some("token-introspection+jwt"), &claims)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let mut r = (StatusCode::OK, jwt).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(INTROSPECTION_JWT),
+    );
+    crate::http::no_store(r.headers_mut());
+    Ok(r)
+}
+
+/// The RFC 7662 response for `token` as `caller` may see it.
+async fn introspection(
+    st: &AppState,
+    caller: &authz_core::client::Client,
+    token: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let inactive = || Ok(json!({"active": false}));
     // Access token first (JWT), then refresh token (by digest).
     if token.contains('.') {
-        let Ok(c) = verify_access_token(&st, token, Presented::NotChecked).await else {
+        let Ok(c) = verify_access_token(st, token, Presented::NotChecked).await else {
             return inactive();
         };
         // RFC 7662 §4: only the token's own client or an authorised resource server learns about it.
@@ -229,7 +288,7 @@ pub async fn post_introspect(
         if let Some(a) = c.acr {
             body["acr"] = json!(a);
         }
-        return Ok(json_no_store(StatusCode::OK, body));
+        return Ok(body);
     }
     let now = st.clock.now();
     let Some(rec) = st
@@ -247,17 +306,14 @@ pub async fn post_introspect(
         return inactive();
     }
     if let Some(cid) = &rec.consent_id
-        && crate::issue::consent_is_active(&st, cid).await.is_err()
+        && crate::issue::consent_is_active(st, cid).await.is_err()
     {
         return inactive();
     }
-    Ok(json_no_store(
-        StatusCode::OK,
-        json!({
-            "active": true, "token_type": "refresh_token", "scope": rec.scope, "client_id": rec.client_id,
-            "sub": rec.subject, "exp": rec.expires_at, "iat": rec.created_at, "cnf": rec.cnf, "consent_id": rec.consent_id,
-        }),
-    ))
+    Ok(json!({
+        "active": true, "token_type": "refresh_token", "scope": rec.scope, "client_id": rec.client_id,
+        "sub": rec.subject, "exp": rec.expires_at, "iat": rec.created_at, "cnf": rec.cnf, "consent_id": rec.consent_id,
+    }))
 }
 
 #[tracing::instrument(skip_all)]

@@ -6,7 +6,7 @@
 
 use super::browse::{Form, error_page};
 use super::log::Log;
-use super::variant::{Capabilities, SenderConstrain, Variant};
+use super::variant::{Capabilities, RequestMethod, SenderConstrain, Variant};
 use crate::Pkce;
 use crate::browser::{Customer, totp};
 use crate::kit::{Kit, KitClient};
@@ -945,12 +945,18 @@ fn assertion_summary(jwt: &str) -> String {
     parts.join(" ")
 }
 
-/// The kit's clients for `v`: its authentication method and sender constraint.
+/// The kit's clients for `v`: its authentication method and sender constraint, and
+/// Message Signing clients only for `signed_non_repudiation` variants.
 pub fn variant_clients<'k>(kit: &'k Kit, v: &Variant) -> Vec<&'k KitClient> {
     let dpop = v.sender_constrain == SenderConstrain::Dpop;
+    let signed = v.fapi_request_method == RequestMethod::SignedNonRepudiation;
     kit.clients
         .iter()
-        .filter(|c| c.token_endpoint_auth_method == v.auth_method() && c.uses_dpop() == dpop)
+        .filter(|c| {
+            c.token_endpoint_auth_method == v.auth_method()
+                && c.uses_dpop() == dpop
+                && c.uses_message_signing() == signed
+        })
         .collect()
 }
 

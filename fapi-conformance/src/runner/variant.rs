@@ -256,8 +256,12 @@ impl Capabilities {
         if v.sender_constrain == SenderConstrain::Dpop && !self.dpop {
             return Some(super::registry::NO_DPOP);
         }
-        if v.fapi_request_method == RequestMethod::SignedNonRepudiation && !self.signed_requests {
-            return Some(super::registry::NO_SIGNED);
+        if v.fapi_request_method == RequestMethod::SignedNonRepudiation {
+            return Some(if self.signed_requests {
+                super::registry::NO_SIGNED_RUNNER
+            } else {
+                super::registry::NO_SIGNED
+            });
         }
         if v.fapi_profile == Profile::OpenbankingUk && !self.uk_ob_resources {
             return Some(super::registry::NO_UK_OB);
