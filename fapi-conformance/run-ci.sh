@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # FAPI 2.0 conformance in CI: build the AS and the runner, start a fresh sandbox platform
-# (temporary directory, free ports, short lifetimes), run every supported variant, stop
-# the server. Exits non-zero on any FAIL (or if the platform does not come up).
+# (temporary directory, free ports, short lifetimes), run every supported variant (the
+# Security Profile plan's, and the Message Signing plan's signed_non_repudiation + jarm
+# variants the kit has clients for) in parallel, stop the server. Exits non-zero on any
+# FAIL (or if the platform does not come up).
 #
 #   fapi-conformance/run-ci.sh [extra runner flags, e.g. --module happy-flow --verbose]
 #

@@ -105,6 +105,13 @@ impl Ctx {
             "FAPI2-SP-FINAL-5.3.2.2-7",
             "iss in the authorization response is the issuer (RFC 9207)",
         );
+        if self.jarm() {
+            log.check(
+                param(u, "aud").as_deref() == Some(tpp.client_id.as_str()),
+                "JARM-4.4",
+                format!("JARM aud is this client ({})", tpp.client_id),
+            );
+        }
         let code = param(u, "code").unwrap_or_default();
         if !log.check(
             !code.is_empty(),

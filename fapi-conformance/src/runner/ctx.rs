@@ -99,6 +99,17 @@ pub enum DpopPar {
     Custom(String),
 }
 
+/// How a signed_non_repudiation variant carries the request at PAR (ignored otherwise).
+#[derive(Debug, Clone)]
+pub enum Ro {
+    /// A request object signed with the client's key, claims overridden by `ro_claims`.
+    Signed,
+    /// Exactly this `request` value.
+    Raw(String),
+    /// Plain form parameters, no request object.
+    Unsigned,
+}
+
 /// An authorization request before it is pushed: the parameters the modules vary.
 #[derive(Debug, Clone)]
 pub struct Req {
@@ -109,6 +120,13 @@ pub struct Req {
     pub remove: Vec<String>,
     /// DPoP variants: how the code is bound (ignored for certificate-bound clients).
     pub dpop_par: DpopPar,
+    /// Form parameters sent at PAR outside the request object (signed variants); with
+    /// unsigned variants they are simply further form parameters.
+    pub outside: Vec<(String, String)>,
+    /// Signed variants: how the request object is made.
+    pub ro: Ro,
+    /// Signed variants: request object claim overrides (`null` removes a claim).
+    pub ro_claims: Value,
 }
 
 impl Req {
@@ -277,7 +295,18 @@ impl Ctx {
             set: Vec::new(),
             remove: Vec::new(),
             dpop_par: DpopPar::Proof,
+            outside: Vec::new(),
+            ro: Ro::Signed,
+            ro_claims: json!({}),
         }
+    }
+
+    pub fn signed(&self) -> bool {
+        self.variant.signed()
+    }
+
+    pub fn jarm(&self) -> bool {
+        self.variant.jarm()
     }
 
     pub fn dpop(&self) -> bool {
@@ -388,12 +417,34 @@ impl Ctx {
         if let Some(n) = &req.nonce {
             p.push(("nonce".into(), n.clone()));
         }
+        if self.jarm() {
+            p.push(("response_mode".into(), "jwt".into()));
+        }
         for (k, v) in &req.set {
             p.retain(|(n, _)| n != k);
             p.push((k.clone(), v.clone()));
         }
         p.retain(|(n, _)| !req.remove.contains(n));
         p
+    }
+
+    /// The PAR form for `req` after client authentication: the parameters themselves, or
+    /// for signed variants `client_id` and the request object; then `req.outside`.
+    pub fn par_body(&self, tpp: &Tpp, pkce: &Pkce, req: &Req) -> Vec<(String, String)> {
+        let params = self.par_params(tpp, pkce, req);
+        let mut form = Vec::new();
+        if !self.signed() || matches!(req.ro, Ro::Unsigned) {
+            form.extend(params);
+        } else {
+            form.push(("client_id".to_owned(), tpp.client_id.clone()));
+            let ro = match &req.ro {
+                Ro::Raw(s) => s.clone(),
+                _ => tpp.request_object(&params, req.ro_claims.clone()),
+            };
+            form.push(("request".to_owned(), ro));
+        }
+        form.extend(req.outside.iter().cloned());
+        form
     }
 
     /// Client authentication parameters.
@@ -427,7 +478,12 @@ impl Ctx {
         how: &ClientAuth,
     ) -> anyhow::Result<Reply> {
         let mut form = self.auth(tpp, how);
-        form.extend(self.par_params(tpp, pkce, req));
+        for (k, v) in self.par_body(tpp, pkce, req) {
+            // client_id is part of the client authentication already for some methods.
+            if !(k == "client_id" && form.iter().any(|(n, x)| *n == k && *x == v)) {
+                form.push((k, v));
+            }
+        }
         let url = self.par_url(tpp);
         let (r, label) = if tpp.uses_dpop() {
             match &req.dpop_par {
@@ -509,7 +565,10 @@ impl Ctx {
             match self.drive_once(url, mode, &callbacks).await? {
                 Some(f) => {
                     record_front(log, url, &f);
-                    return Ok(f);
+                    return match f {
+                        Front::Callback(u) if self.jarm() => self.decode_jarm(log, &u).await,
+                        f => Ok(f),
+                    };
                 }
                 None => log.note(format!(
                     "one-time code refused on attempt {} (time-step already used by another run?); retrying with another customer",
@@ -518,6 +577,89 @@ impl Ctx {
             }
         }
         anyhow::bail!("the second factor was refused four times")
+    }
+
+    /// JARM (FAPI 2.0 MS §5.4.1, JARM §4.1): the redirect must carry only `response`, a
+    /// JWT signed by the AS (checked against its JWKS) with `iss` the issuer, `aud` one of
+    /// the variant's clients (the exact client is checked by the caller through the
+    /// `aud` parameter) and an `exp` in the future. Returns the callback rewritten with the
+    /// JWT's claims as plain query parameters, so modules read code / state / error / iss
+    /// the same way in every variant. A redirect without `response` is a FAIL.
+    async fn decode_jarm(&self, log: &mut Log, u: &Url) -> anyhow::Result<Front> {
+        let bare = u.as_str().split(['?', '#']).next().unwrap_or_default();
+        let names: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let Some(jwt) = crate::browser::param(u, "response") else {
+            log.fail(
+                "FAPI2-MS-FINAL-5.4",
+                format!("the authorization response is not JWT-secured (JARM): redirect parameters {names:?}"),
+            );
+            return Ok(Front::Callback(u.clone()));
+        };
+        log.check(
+            names == ["response"],
+            "JARM-4.1",
+            format!("the redirect carries only the response parameter (got {names:?})"),
+        );
+        let parsed = fapi_jose::Unverified::parse(&jwt).map_err(|e| anyhow::anyhow!("{e}"));
+        let u2 = match parsed {
+            Err(e) => {
+                log.fail(
+                    "JARM-4.1",
+                    format!("the response parameter is not a JWT: {e}"),
+                );
+                anyhow::bail!("unparseable JARM response");
+            }
+            Ok(p) => {
+                let keys = self.server_keys().await?;
+                let sig = p.verify_with_set(keys);
+                log.check(
+                    sig.is_ok(),
+                    "JARM-4.4",
+                    format!(
+                        "the JARM response is signed ({}) by a key in the AS's JWKS{}",
+                        p.header.alg,
+                        sig.as_ref()
+                            .err()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ),
+                );
+                let c = &p.claims;
+                log.check(
+                    c["iss"] == self.issuer(),
+                    "JARM-4.4",
+                    format!("JARM iss is the issuer (got {})", c["iss"]),
+                );
+                let aud = c["aud"].as_str().unwrap_or_default();
+                log.check(
+                    aud == self.c1.client_id || aud == self.c2.client_id,
+                    "JARM-4.4",
+                    format!("JARM aud is the client (got {})", c["aud"]),
+                );
+                let exp = c.get("exp").and_then(Value::as_i64);
+                log.check(
+                    exp.is_some_and(|e| e > now()),
+                    "JARM-4.4",
+                    format!("JARM exp is present and in the future (got {exp:?})"),
+                );
+                let mut out = Url::parse(bare)?;
+                if let Some(o) = c.as_object() {
+                    let mut q = out.query_pairs_mut();
+                    for (k, v) in o {
+                        if let Some(s) = v.as_str() {
+                            q.append_pair(k, s);
+                        }
+                    }
+                }
+                let keys: Vec<&String> = c
+                    .as_object()
+                    .map(|o| o.keys().collect())
+                    .unwrap_or_default();
+                log.note(format!("JARM response claims: {keys:?}"));
+                out
+            }
+        };
+        Ok(Front::Callback(u2))
     }
 
     /// One pass; `None` when the one-time code was refused (retry with another customer).
@@ -911,7 +1053,7 @@ pub fn summarize(label: &str, form: &[(String, String)]) -> String {
     let shown: Vec<String> = form
         .iter()
         .map(|(k, v)| match k.as_str() {
-            "client_assertion" => format!("{k}=<jwt {}>", assertion_summary(v)),
+            "client_assertion" | "request" => format!("{k}=<jwt {}>", assertion_summary(v)),
             "code" | "refresh_token" | "code_verifier" | "code_challenge" | "request_uri" => {
                 format!("{k}=…")
             }
@@ -946,7 +1088,8 @@ fn assertion_summary(jwt: &str) -> String {
 }
 
 /// The kit's clients for `v`: its authentication method and sender constraint, and
-/// Message Signing clients only for `signed_non_repudiation` variants.
+/// Message Signing clients only for `signed_non_repudiation` variants (registered for
+/// JARM exactly when the variant is `jarm`).
 pub fn variant_clients<'k>(kit: &'k Kit, v: &Variant) -> Vec<&'k KitClient> {
     let dpop = v.sender_constrain == SenderConstrain::Dpop;
     let signed = v.fapi_request_method == RequestMethod::SignedNonRepudiation;
@@ -956,6 +1099,9 @@ pub fn variant_clients<'k>(kit: &'k Kit, v: &Variant) -> Vec<&'k KitClient> {
             c.token_endpoint_auth_method == v.auth_method()
                 && c.uses_dpop() == dpop
                 && c.uses_message_signing() == signed
+                && (!signed
+                    || (c.request_object_signing
+                        && (c.response_mode.as_deref() == Some("jwt")) == v.jarm()))
         })
         .collect()
 }
@@ -964,12 +1110,17 @@ pub fn variant_clients<'k>(kit: &'k Kit, v: &Variant) -> Vec<&'k KitClient> {
 pub fn kit_gap(kit: &Kit, v: &Variant) -> Option<String> {
     variant_clients(kit, v).is_empty().then(|| {
         format!(
-            "the kit has no {} client with {} tokens",
+            "the kit has no {} client with {} tokens{}",
             v.auth_method(),
             if v.sender_constrain == SenderConstrain::Dpop {
                 "DPoP-bound"
             } else {
                 "certificate-bound"
+            },
+            match (v.signed(), v.jarm()) {
+                (true, true) => " registered for signed request objects and JARM",
+                (true, false) => " registered for signed request objects without JARM",
+                _ => "",
             }
         )
     })

@@ -1,11 +1,12 @@
 //! The module table of the FAPI 2.0 final AS plans (standards digest §2.2), with what each
 //! module needs. A module whose need the AS (or the variant) cannot meet is SKIPPED with
-//! the reason; adding signed requests later means writing the module body and setting
-//! `run`, nothing else.
+//! the reason. The Message Signing-only modules run in the `signed_non_repudiation`
+//! variants (bodies in `modules/signed.rs`); the shared flow code in `ctx.rs` makes every
+//! SP module send a signed request object and read JARM responses in those variants.
 
 use super::ctx::Ctx;
 use super::log::Log;
-use super::modules::{authz, discovery, dpop as dp, flows, holder, refresh, token};
+use super::modules::{authz, discovery, dpop as dp, flows, holder, refresh, signed as sg, token};
 use super::variant::{Capabilities, Profile, RequestMethod, SenderConstrain, Variant};
 use std::future::Future;
 use std::pin::Pin;
@@ -13,10 +14,9 @@ use std::sync::Arc;
 
 pub const NO_DPOP: &str = "the AS does not advertise DPoP (dpop_signing_alg_values_supported)";
 pub const NO_SIGNED: &str = "signed requests not supported yet (issue 4)";
-/// The AS signs and verifies (JAR, JARM), but this runner does not drive the Message
-/// Signing variants yet: the sandbox kit has the clients, the module bodies are missing.
-pub const NO_SIGNED_RUNNER: &str =
-    "signed_non_repudiation variants are not implemented in this runner yet";
+/// JARM without signed requests: the Message Signing plan pairs them in this runner.
+pub const NO_JARM_UNSIGNED: &str =
+    "fapi_response_mode=jarm is run only with fapi_request_method=signed_non_repudiation";
 pub const NO_UK_OB: &str = "UK Open Banking profile: no resource server yet";
 pub const PREFIX: &str = "fapi2-security-profile-final-";
 
@@ -126,13 +126,13 @@ const fn m(name: &'static str, needs: &'static [Need], run: Option<Runner>) -> M
     }
 }
 
-const fn ms(name: &'static str) -> Module {
+const fn ms(name: &'static str, run: Option<Runner>) -> Module {
     Module {
         name,
         plan: Plan::MsOnly,
         needs: &[Need::Signed],
         slow: false,
-        run: None,
+        run,
     }
 }
 
@@ -155,7 +155,10 @@ pub fn modules() -> Vec<Module> {
             &[],
             run!(flows::user_rejects),
         ),
-        ms("ensure-request-object-with-multiple-aud-succeeds"),
+        ms(
+            "ensure-request-object-with-multiple-aud-succeeds",
+            run!(sg::multiple_aud),
+        ),
         m(
             "ensure-authorization-request-without-state-success",
             &[],
@@ -186,7 +189,10 @@ pub fn modules() -> Vec<Module> {
             &[],
             run!(flows::token_type_case),
         ),
-        ms("ensure-request-object-with-nbf-8-seconds-in-the-future-is-accepted"),
+        ms(
+            "ensure-request-object-with-nbf-8-seconds-in-the-future-is-accepted",
+            run!(sg::nbf_8s_future),
+        ),
         dpop("check-dpop-proof-nbf-exp", run!(dp::nbf_exp)),
         dpop(
             "ensure-dpopproof-with-iat-10seconds-before-succeeds",
@@ -236,8 +242,14 @@ pub fn modules() -> Vec<Module> {
             &[],
             run!(flows::long_value, "state"),
         ),
-        ms("ensure-request-object-without-exp-fails"),
-        ms("ensure-request-object-without-nbf-fails"),
+        ms(
+            "ensure-request-object-without-exp-fails",
+            run!(sg::without_claim, "exp"),
+        ),
+        ms(
+            "ensure-request-object-without-nbf-fails",
+            run!(sg::without_claim, "nbf"),
+        ),
         m(
             "state-only-outside-request-object-not-used",
             &[],
@@ -248,17 +260,53 @@ pub fn modules() -> Vec<Module> {
             &[],
             run!(authz::without_redirect_uri),
         ),
-        ms("ensure-expired-request-object-fails"),
-        ms("ensure-request-object-with-bad-aud-fails"),
-        ms("ensure-request-object-with-exp-over-60-fails"),
-        ms("australia-connectid-ensure-request-object-with-exp-over-10-fails"),
-        ms("ensure-request-object-with-nbf-over-60-fails"),
-        ms("australia-connectid-ensure-request-object-with-nbf-over-15-fails"),
-        ms("ensure-signed-request-object-with-RS256-fails"),
-        ms("ensure-request-object-signature-algorithm-is-not-none"),
-        ms("ensure-request-object-with-invalid-signature-fails"),
-        ms("ensure-matching-key-in-authorization-request"),
-        ms("ensure-unsigned-request-at-par-endpoint-fails"),
+        ms("ensure-expired-request-object-fails", run!(sg::expired)),
+        ms(
+            "ensure-request-object-with-bad-aud-fails",
+            run!(sg::bad_aud),
+        ),
+        ms(
+            "ensure-request-object-with-exp-over-60-fails",
+            run!(sg::exp_over_60),
+        ),
+        Module {
+            needs: &[Signed, Ecosystem("ConnectID (AU)")],
+            ..ms(
+                "australia-connectid-ensure-request-object-with-exp-over-10-fails",
+                None,
+            )
+        },
+        ms(
+            "ensure-request-object-with-nbf-over-60-fails",
+            run!(sg::nbf_over_60),
+        ),
+        Module {
+            needs: &[Signed, Ecosystem("ConnectID (AU)")],
+            ..ms(
+                "australia-connectid-ensure-request-object-with-nbf-over-15-fails",
+                None,
+            )
+        },
+        ms(
+            "ensure-signed-request-object-with-RS256-fails",
+            run!(sg::bad_signature, "rs256"),
+        ),
+        ms(
+            "ensure-request-object-signature-algorithm-is-not-none",
+            run!(sg::bad_signature, "none"),
+        ),
+        ms(
+            "ensure-request-object-with-invalid-signature-fails",
+            run!(sg::bad_signature, "bad-signature"),
+        ),
+        ms(
+            "ensure-matching-key-in-authorization-request",
+            run!(sg::matching_key),
+        ),
+        ms(
+            "ensure-unsigned-request-at-par-endpoint-fails",
+            run!(sg::unsigned_at_par),
+        ),
         m(
             "ensure-registered-redirect-uri",
             &[],
@@ -420,7 +468,10 @@ pub fn modules() -> Vec<Module> {
             run!(token::incorrect_pkce_verifier),
         ),
         m("par-plain-pkce-rejected", &[], run!(authz::plain_pkce)),
-        ms("par-authorization-request-containing-request_uri"),
+        ms(
+            "par-authorization-request-containing-request_uri",
+            run!(sg::request_uri_inside),
+        ),
         m(
             "par-without-duplicate-parameters",
             &[],
@@ -517,6 +568,20 @@ pub fn primary(name: &str) -> &'static [&'static str] {
         | "ensure-dpopproof-at-par-endpoint-binding-success"
         | "ensure-dpop-auth-code-binding-success" => &["FAPI2-SP-FINAL-5.3.2.1-12", "DPOP-10.1"],
         "dpop-negative-tests" => &["FAPI2-SP-FINAL-5.3.4", "DPOP-4.3", "DPOP-7.1"],
+        "ensure-request-object-with-multiple-aud-succeeds"
+        | "ensure-request-object-with-nbf-8-seconds-in-the-future-is-accepted"
+        | "ensure-request-object-without-exp-fails"
+        | "ensure-request-object-without-nbf-fails"
+        | "ensure-expired-request-object-fails"
+        | "ensure-request-object-with-bad-aud-fails"
+        | "ensure-request-object-with-exp-over-60-fails"
+        | "ensure-request-object-with-nbf-over-60-fails"
+        | "ensure-unsigned-request-at-par-endpoint-fails" => &["FAPI2-MS-FINAL-5.3"],
+        "ensure-signed-request-object-with-RS256-fails"
+        | "ensure-request-object-signature-algorithm-is-not-none" => &["FAPI2-SP-FINAL-5.4.1-1"],
+        "ensure-request-object-with-invalid-signature-fails"
+        | "ensure-matching-key-in-authorization-request" => &["RFC9101-6.2"],
+        "par-authorization-request-containing-request_uri" => &["PAR-2.1"],
         _ => &[],
     }
 }

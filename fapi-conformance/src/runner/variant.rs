@@ -40,12 +40,21 @@ pub enum RequestMethod {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    PlainResponse,
+    /// JWT-secured authorization responses (JARM, FAPI 2.0 MS §5.4).
+    Jarm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Variant {
     pub client_auth_type: ClientAuth,
     pub sender_constrain: SenderConstrain,
     pub openid: OpenId,
     pub fapi_profile: Profile,
     pub fapi_request_method: RequestMethod,
+    pub fapi_response_mode: ResponseMode,
 }
 
 impl Default for Variant {
@@ -56,23 +65,32 @@ impl Default for Variant {
             openid: OpenId::OpenidConnect,
             fapi_profile: Profile::PlainFapi,
             fapi_request_method: RequestMethod::Unsigned,
+            fapi_response_mode: ResponseMode::PlainResponse,
         }
     }
 }
 
 impl Variant {
-    /// Every combination of the three axes the issue names (plain_fapi, unsigned).
+    /// Every combination of the three axes the issue names (plain_fapi), unsigned (the
+    /// Security Profile plan), then signed with JARM (the Message Signing plan).
     pub fn matrix() -> Vec<Variant> {
         let mut out = Vec::new();
-        for sc in [SenderConstrain::Mtls, SenderConstrain::Dpop] {
-            for ca in [ClientAuth::PrivateKeyJwt, ClientAuth::Mtls] {
-                for oi in [OpenId::OpenidConnect, OpenId::PlainOauth] {
-                    out.push(Variant {
-                        client_auth_type: ca,
-                        sender_constrain: sc,
-                        openid: oi,
-                        ..Variant::default()
-                    });
+        for (rm, mode) in [
+            (RequestMethod::Unsigned, ResponseMode::PlainResponse),
+            (RequestMethod::SignedNonRepudiation, ResponseMode::Jarm),
+        ] {
+            for sc in [SenderConstrain::Mtls, SenderConstrain::Dpop] {
+                for ca in [ClientAuth::PrivateKeyJwt, ClientAuth::Mtls] {
+                    for oi in [OpenId::OpenidConnect, OpenId::PlainOauth] {
+                        out.push(Variant {
+                            client_auth_type: ca,
+                            sender_constrain: sc,
+                            openid: oi,
+                            fapi_request_method: rm,
+                            fapi_response_mode: mode,
+                            ..Variant::default()
+                        });
+                    }
                 }
             }
         }
@@ -125,8 +143,14 @@ impl Variant {
                         _ => return Err(bad()),
                     }
                 }
+                "fapi_response_mode" => {
+                    v.fapi_response_mode = match val {
+                        "plain_response" => ResponseMode::PlainResponse,
+                        "jarm" => ResponseMode::Jarm,
+                        _ => return Err(bad()),
+                    }
+                }
                 // Fixed by the SP plan; accepted so suite strings paste in unchanged.
-                "fapi_response_mode" if val == "plain_response" => {}
                 "authorization_request_type" if val == "simple" => {}
                 other => return Err(format!("unsupported variant parameter {other}={val}")),
             }
@@ -136,6 +160,14 @@ impl Variant {
 
     pub fn openid(&self) -> bool {
         self.openid == OpenId::OpenidConnect
+    }
+
+    pub fn signed(&self) -> bool {
+        self.fapi_request_method == RequestMethod::SignedNonRepudiation
+    }
+
+    pub fn jarm(&self) -> bool {
+        self.fapi_response_mode == ResponseMode::Jarm
     }
 
     pub fn pkjwt(&self) -> bool {
@@ -163,7 +195,7 @@ impl Variant {
             ("client_auth_type", s(&self.client_auth_type)),
             ("fapi_profile", s(&self.fapi_profile)),
             ("fapi_request_method", s(&self.fapi_request_method)),
-            ("fapi_response_mode", "plain_response"),
+            ("fapi_response_mode", s(&self.fapi_response_mode)),
             ("openid", s(&self.openid)),
             ("sender_constrain", s(&self.sender_constrain)),
         ];
@@ -184,14 +216,22 @@ impl Variant {
         s
     }
 
-    /// Short label for summaries and file names.
+    /// Short label for summaries and file names (Message Signing variants end in
+    /// `+signed` and, with JARM, `+jarm`).
     pub fn label(&self) -> String {
-        format!(
+        let mut l = format!(
             "{}+{}+{}",
             erased::Name::name(&self.client_auth_type),
             erased::Name::name(&self.sender_constrain),
             erased::Name::name(&self.openid)
-        )
+        );
+        if self.signed() {
+            l.push_str("+signed");
+        }
+        if self.jarm() {
+            l.push_str("+jarm");
+        }
+        l
     }
 }
 
@@ -224,6 +264,7 @@ mod erased {
     names!(OpenId { PlainOauth => "plain_oauth", OpenidConnect => "openid_connect" });
     names!(Profile { PlainFapi => "plain_fapi", OpenbankingUk => "openbanking_uk" });
     names!(RequestMethod { Unsigned => "unsigned", SignedNonRepudiation => "signed_non_repudiation" });
+    names!(ResponseMode { PlainResponse => "plain_response", Jarm => "jarm" });
 }
 
 /// What the deployment advertises, read from its discovery document. Modules that need
@@ -256,12 +297,11 @@ impl Capabilities {
         if v.sender_constrain == SenderConstrain::Dpop && !self.dpop {
             return Some(super::registry::NO_DPOP);
         }
-        if v.fapi_request_method == RequestMethod::SignedNonRepudiation {
-            return Some(if self.signed_requests {
-                super::registry::NO_SIGNED_RUNNER
-            } else {
-                super::registry::NO_SIGNED
-            });
+        if v.signed() && !self.signed_requests {
+            return Some(super::registry::NO_SIGNED);
+        }
+        if v.jarm() && !v.signed() {
+            return Some(super::registry::NO_JARM_UNSIGNED);
         }
         if v.fapi_profile == Profile::OpenbankingUk && !self.uk_ob_resources {
             return Some(super::registry::NO_UK_OB);
@@ -283,6 +323,16 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.client_auth_type, ClientAuth::Mtls);
         assert!(Variant::parse("client_auth_type=secret").is_err());
+        let ms =
+            Variant::parse("fapi_request_method=signed_non_repudiation,fapi_response_mode=jarm")
+                .unwrap_or_default();
+        assert!(ms.signed() && ms.jarm());
+        assert_eq!(
+            ms.label(),
+            "private_key_jwt+mtls+openid_connect+signed+jarm"
+        );
+        assert!(ms.plan_string().contains("[fapi_response_mode=jarm]"));
+        assert!(Variant::matrix().contains(&ms));
         assert_eq!(
             Variant::default().plan_string(),
             "fapi2-security-profile-final-test-plan[client_auth_type=private_key_jwt][fapi_profile=plain_fapi][openid=openid_connect][sender_constrain=mtls]"

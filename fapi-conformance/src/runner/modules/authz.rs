@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Push `req`; PAR may refuse it with one of `par_errors`, otherwise the authorization
 /// endpoint must show an error page or redirect with one of `front_errors`.
 #[allow(clippy::too_many_arguments)]
-async fn refused(
+pub async fn refused(
     ctx: &Ctx,
     log: &mut Log,
     req: Req,
@@ -302,10 +302,12 @@ pub async fn reused_before_completion(ctx: &Ctx, log: &mut Log) -> anyhow::Resul
 
 /// A request_uri parameter inside the pushed request.
 pub async fn request_uri_in_par(ctx: &Ctx, log: &mut Log) -> anyhow::Result<()> {
-    let req = ctx.req().set(
-        "request_uri",
-        &format!("urn:ietf:params:oauth:request_uri:{}", random(16)),
-    );
+    // A form parameter: outside the request object in the signed variants.
+    let mut req = ctx.req();
+    req.outside.push((
+        "request_uri".into(),
+        format!("urn:ietf:params:oauth:request_uri:{}", random(16)),
+    ));
     refused(
         ctx,
         log,

@@ -142,9 +142,15 @@ pub async fn token_type_case(ctx: &Ctx, log: &mut Log) -> anyhow::Result<()> {
 
 /// `nonce` (or `state`) different on the authorization URL from the pushed one: only the
 /// pushed value may be used, or the request fails.
+/// Signed variants (the suite's signed form): the other value is also sent at PAR outside
+/// the request object; only the value inside may be used.
 pub async fn different_outside(ctx: &Ctx, log: &mut Log, param: &str) -> anyhow::Result<()> {
-    let p = ctx.push(log, &ctx.c1, ctx.req()).await?;
     let outside = random(24);
+    let mut req = ctx.req();
+    if ctx.signed() {
+        req.outside.push((param.to_owned(), outside.clone()));
+    }
+    let p = ctx.push(log, &ctx.c1, req).await?;
     let url = with_query(&p.url, &[(param, &outside)]);
     let f = ctx.drive(log, &url, Mode::Approve, &[]).await?;
     if let Front::Callback(u) = &f
@@ -273,8 +279,12 @@ pub async fn long_value(ctx: &Ctx, log: &mut Log, param: &str) -> anyhow::Result
 pub async fn state_only_outside(ctx: &Ctx, log: &mut Log) -> anyhow::Result<()> {
     let mut r = ctx.req();
     r.state = None;
-    let p = ctx.push(log, &ctx.c1, r).await?;
     let outside = random(24);
+    if ctx.signed() {
+        // Signed form: also at PAR, outside the request object.
+        r.outside.push(("state".into(), outside.clone()));
+    }
+    let p = ctx.push(log, &ctx.c1, r).await?;
     let url = with_query(&p.url, &[("state", &outside)]);
     let f = ctx.drive(log, &url, Mode::Approve, &[]).await?;
     match &f {

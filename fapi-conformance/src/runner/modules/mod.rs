@@ -7,4 +7,5 @@ pub mod dpop;
 pub mod flows;
 pub mod holder;
 pub mod refresh;
+pub mod signed;
 pub mod token;
