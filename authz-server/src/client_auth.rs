@@ -79,18 +79,26 @@ pub async fn authenticate(
 }
 
 async fn load(st: &AppState, id: &str) -> OAuthResult<Client> {
-    let rec = st.store.find_client(id).await.map_err(store)?;
-    let rec = rec.ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
-    serde_json::from_value(rec.metadata)
-        .map_err(|e| OAuthError::server_error(format!("client {id} metadata: {e}")))
+    find_client(st, id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_client("unknown client"))
 }
 
+/// A registered client, through the short-lived in-process cache.
 pub async fn find_client(st: &AppState, id: &str) -> OAuthResult<Option<Client>> {
+    let now = st.clock.now();
+    if let Some(c) = st.client_cache.get(id, now) {
+        return Ok(Some((*c).clone()));
+    }
     match st.store.find_client(id).await.map_err(store)? {
         None => Ok(None),
-        Some(rec) => serde_json::from_value(rec.metadata)
-            .map(Some)
-            .map_err(|e| OAuthError::server_error(format!("client {id} metadata: {e}"))),
+        Some(rec) => {
+            let client: Client = serde_json::from_value(rec.metadata)
+                .map_err(|e| OAuthError::server_error(format!("client {id} metadata: {e}")))?;
+            st.client_cache
+                .put(std::sync::Arc::new(client.clone()), now);
+            Ok(Some(client))
+        }
     }
 }
 

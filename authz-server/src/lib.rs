@@ -288,6 +288,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
         clock,
         discovery,
         dummy_password_hash: password::hash(&random_token(16))?,
+        client_cache: Default::default(),
         dpop_nonces: dpop::Nonces::new(config.dpop_nonce_secret.as_deref()),
     });
 
