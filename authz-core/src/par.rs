@@ -15,9 +15,6 @@ pub const MAX_STATE_LEN: usize = 4096;
 /// FAPI 2.0 §5.3.2.2-14 requires at least 64; we are generous.
 pub const MAX_NONCE_LEN: usize = 512;
 
-/// Parameters consumed by client authentication, not by the authorization request.
-const CLIENT_AUTH_PARAMS: [&str; 2] = ["client_assertion", "client_assertion_type"];
-
 /// A validated authorization request, as stored behind a `request_uri`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
@@ -208,7 +205,6 @@ pub fn validate_par(
             ));
         }
     }
-    let _ = CLIENT_AUTH_PARAMS; // documented above; the server strips them before this call
     Ok(AuthorizationRequest {
         client_id: client.client_id.clone(),
         redirect_uri,

@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::collections::HashMap;
 
 /// An OAuth error on its way to the client.
 #[derive(Debug)]
@@ -224,13 +223,6 @@ pub fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
             .collect()
     })
     .unwrap_or_default()
-}
-
-pub fn to_map(pairs: &[(String, String)]) -> HashMap<&str, &str> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -95,9 +95,10 @@ async fn connect_stores(
     Ok((Arc::new(sql), eph))
 }
 
-fn web_router(st: Arc<AppState>) -> Router {
-    use routes::{authorize as a, meta};
-    let mut r = Router::new()
+/// Discovery, JWKS and liveness: served on both listeners.
+fn metadata_routes() -> Router<Arc<AppState>> {
+    use routes::meta;
+    Router::new()
         .route(
             "/.well-known/openid-configuration",
             get(meta::get_discovery),
@@ -107,12 +108,17 @@ fn web_router(st: Arc<AppState>) -> Router {
             get(meta::get_discovery),
         )
         .route("/jwks", get(meta::get_jwks))
+        .route("/healthz", get(meta::get_healthz))
+}
+
+fn web_router(st: Arc<AppState>) -> Router {
+    use routes::{authorize as a, meta};
+    let mut r = metadata_routes()
         .route("/authorize", get(a::get_authorize).post(a::post_authorize))
         .route("/login", get(a::get_login).post(a::post_login))
         .route("/login/otp", get(a::get_otp).post(a::post_otp))
         .route("/consent", get(a::get_consent).post(a::post_consent))
         .route(consent_ui::STYLESHEET_PATH, get(a::get_stylesheet))
-        .route("/healthz", get(meta::get_healthz))
         .route("/readyz", get(meta::get_readyz))
         .route("/openapi.json", get(meta::get_openapi));
     if st.config.mode == Mode::Sandbox {
@@ -164,16 +170,7 @@ fn mtls_router(st: Arc<AppState>) -> Router {
             "/revoke",
             post(u::post_revoke).fallback(meta::method_not_allowed),
         )
-        .route(
-            "/.well-known/openid-configuration",
-            get(meta::get_discovery),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(meta::get_discovery),
-        )
-        .route("/jwks", get(meta::get_jwks))
-        .route("/healthz", get(meta::get_healthz))
+        .merge(metadata_routes())
         .fallback(meta::not_found)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,

@@ -96,6 +96,13 @@ impl FromRequestParts<AppState> for Access {
 }
 
 impl Access {
+    /// The Basic/Detail permission pair of one resource: at least one must be granted;
+    /// `true` when Detail is.
+    fn detail_level(&self, basic: Permission, detail: Permission) -> Result<bool, ObError> {
+        self.require_any(&[basic, detail])?;
+        Ok(self.grant.has(detail))
+    }
+
     fn require_any(&self, ps: &[Permission]) -> Result<(), ObError> {
         if self.grant.has_any(ps) {
             Ok(())
@@ -180,11 +187,10 @@ pub async fn get_accounts(
     access: Access,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ObError> {
-    access.require_any(&[
+    let detail = access.detail_level(
         Permission::ReadAccountsBasic,
         Permission::ReadAccountsDetail,
-    ])?;
-    let detail = access.grant.has(Permission::ReadAccountsDetail);
+    )?;
     let data = ob::AccountsData {
         account: access
             .accounts
@@ -214,12 +220,11 @@ pub async fn get_account(
     access: Access,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ObError> {
-    access.require_any(&[
+    let detail = access.detail_level(
         Permission::ReadAccountsBasic,
         Permission::ReadAccountsDetail,
-    ])?;
+    )?;
     let a = access.account(&id)?;
-    let detail = access.grant.has(Permission::ReadAccountsDetail);
     let data = ob::AccountsData {
         account: vec![ob::account(a, detail)],
     };
@@ -496,12 +501,11 @@ pub async fn get_account_beneficiaries(
     access: Access,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ObError> {
-    access.require_any(&[
+    let detail = access.detail_level(
         Permission::ReadBeneficiariesBasic,
         Permission::ReadBeneficiariesDetail,
-    ])?;
+    )?;
     let a = access.account(&id)?;
-    let detail = access.grant.has(Permission::ReadBeneficiariesDetail);
     let list = st.bank.beneficiaries(&a.id).await?;
     let data = ob::BeneficiariesData {
         beneficiary: list.iter().map(|b| ob::beneficiary(b, detail)).collect(),
@@ -528,12 +532,11 @@ pub async fn get_account_standing_orders(
     access: Access,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ObError> {
-    access.require_any(&[
+    let detail = access.detail_level(
         Permission::ReadStandingOrdersBasic,
         Permission::ReadStandingOrdersDetail,
-    ])?;
+    )?;
     let a = access.account(&id)?;
-    let detail = access.grant.has(Permission::ReadStandingOrdersDetail);
     let list = st.bank.standing_orders(&a.id).await?;
     let data = ob::StandingOrdersData {
         standing_order: list.iter().map(|s| ob::standing_order(s, detail)).collect(),
