@@ -136,6 +136,7 @@ mod tests {
             dpop_bound_access_tokens: false,
             require_signed_request_object: false,
             authorization_signed_response_alg: None,
+            authorization_details_types: vec![],
         };
         (k, c)
     }

@@ -91,6 +91,9 @@ pub struct Client {
     /// JWTs (`response_mode=jwt`), with this algorithm; it must ask for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_signed_response_alg: Option<Alg>,
+    /// RFC 9396 §10: the `authorization_details` types this client may send.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_details_types: Vec<String>,
 }
 
 fn default_id_token_alg() -> Alg {

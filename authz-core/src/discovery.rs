@@ -71,8 +71,9 @@ pub fn metadata(e: &Endpoints, id_token_algs: &[Alg]) -> Value {
         "scopes_supported": SCOPES,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": id_algs,
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "name"],
-        "claims_parameter_supported": false,
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "name", "openbanking_intent_id"],
+        "claims_parameter_supported": true,
+        "authorization_details_types_supported": openbanking::RAR_TYPES_SUPPORTED,
         // Signed request objects (RFC 9101) at the PAR endpoint only (FAPI 2.0 MS §5.3.1).
         "request_parameter_supported": true,
         "request_object_signing_alg_values_supported": algs,

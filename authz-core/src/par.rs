@@ -39,6 +39,13 @@ pub struct AuthorizationRequest {
     /// The algorithm to sign it with (the client's `authorization_signed_response_alg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jarm: Option<fapi_jose::Alg>,
+    /// UK OB intent (an account-access consent created by the TPP beforehand), named by
+    /// the `openbanking_intent_id` claim of the `claims` parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_id: Option<String>,
+    /// RFC 9396: account access asked for in `authorization_details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_access: Option<openbanking::AccountAccessRequest>,
 }
 
 impl AuthorizationRequest {
@@ -69,6 +76,7 @@ fn truncate(s: &str) -> String {
 pub fn validate_par(
     params: &HashMap<&str, &str>,
     client: &Client,
+    now: i64,
 ) -> OAuthResult<AuthorizationRequest> {
     let get = |k: &str| params.get(k).copied().filter(|v| !v.is_empty());
     if !client.may_use(GrantType::AuthorizationCode) {
@@ -205,6 +213,7 @@ pub fn validate_par(
             ));
         }
     }
+    let (intent_id, account_access) = open_banking_request(params, client, &scope, now)?;
     Ok(AuthorizationRequest {
         client_id: client.client_id.clone(),
         redirect_uri,
@@ -216,7 +225,62 @@ pub fn validate_par(
         max_age,
         dpop_jkt,
         jarm,
+        intent_id,
+        account_access,
     })
+}
+
+/// The open-banking part of a request: an intent named in `claims`
+/// (`openbanking_intent_id`) or a consent carried in `authorization_details` (RFC 9396),
+/// never both. Whether the intent exists and is this client's is checked by the server,
+/// which holds the consent store.
+fn open_banking_request(
+    params: &HashMap<&str, &str>,
+    client: &Client,
+    scope: &Scope,
+    now: i64,
+) -> OAuthResult<(Option<String>, Option<openbanking::AccountAccessRequest>)> {
+    let intent_id = match params.get("claims").copied().filter(|v| !v.is_empty()) {
+        None => None,
+        Some(c) => openbanking::intent_id_from_claims(c).map_err(OAuthError::invalid_request)?,
+    };
+    let details = params
+        .get("authorization_details")
+        .copied()
+        .filter(|v| !v.is_empty());
+    let account_access = match details {
+        None => None,
+        Some(raw) => {
+            let now = time::OffsetDateTime::from_unix_timestamp(now)
+                .map_err(|_| OAuthError::server_error("clock out of range"))?;
+            let req = openbanking::parse_authorization_details(raw, now).map_err(|e| {
+                OAuthError::new(ErrorCode::InvalidAuthorizationDetails, e.to_string())
+            })?;
+            // RFC 9396 §5: a client uses only the types it registered.
+            if !client
+                .authorization_details_types
+                .iter()
+                .any(|t| t == openbanking::RAR_TYPE_ACCOUNT_INFORMATION)
+            {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidAuthorizationDetails,
+                    "this client is not registered for authorization_details of type account_information",
+                ));
+            }
+            Some(req)
+        }
+    };
+    if intent_id.is_some() && account_access.is_some() {
+        return Err(OAuthError::invalid_request(
+            "send either openbanking_intent_id or authorization_details, not both",
+        ));
+    }
+    if intent_id.is_some() && !scope.contains(openbanking::SCOPE_ACCOUNTS) {
+        return Err(OAuthError::invalid_scope(
+            "an account-access intent needs the accounts scope",
+        ));
+    }
+    Ok((intent_id, account_access))
 }
 
 /// RFC 9449 §10.1: a DPoP proof sent with the PAR request binds the code to its key. With
@@ -258,6 +322,8 @@ mod tests {
     use super::*;
     use crate::client::ClientAuthMethod;
 
+    const NOW: i64 = 1_800_000_000;
+
     fn client() -> Client {
         Client {
             client_id: "c1".into(),
@@ -275,6 +341,7 @@ mod tests {
             dpop_bound_access_tokens: false,
             require_signed_request_object: false,
             authorization_signed_response_alg: None,
+            authorization_details_types: vec![],
         }
     }
 
@@ -299,7 +366,7 @@ mod tests {
         let mut p = base();
         edit(&mut p);
         let m = single_valued(&p)?;
-        validate_par(&m, &client())
+        validate_par(&m, &client(), NOW)
     }
 
     fn set(p: &mut Vec<(String, String)>, k: &str, v: Option<&str>) {
@@ -413,7 +480,7 @@ mod tests {
         let m = single_valued(&p)?;
         let mut c = client();
         c.dpop_bound_access_tokens = true;
-        validate_par(&m, &c)
+        validate_par(&m, &c, NOW)
     }
 
     #[test]
@@ -461,5 +528,62 @@ mod tests {
         assert!(verify_pkce(Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX"), CH).is_err());
         assert!(verify_pkce(None, CH).is_err());
         assert!(verify_pkce(Some("short"), CH).is_err());
+    }
+
+    #[test]
+    fn open_banking_intent_and_authorization_details() {
+        let intent = r#"{"id_token":{"openbanking_intent_id":{"value":"aac-1","essential":true}}}"#;
+        let r = run(|p| {
+            set(p, "scope", Some("openid accounts"));
+            set(p, "claims", Some(intent));
+        })
+        .unwrap();
+        assert_eq!(r.intent_id.as_deref(), Some("aac-1"));
+        // An intent needs the accounts scope.
+        let e = run(|p| set(p, "claims", Some(intent))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+        let e = run(|p| set(p, "claims", Some("{not json"))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+
+        let rar = r#"[{"type":"account_information","permissions":["ReadBalances"]}]"#;
+        let registered = |c: &mut Client| {
+            c.authorization_details_types = vec!["account_information".into()];
+        };
+        let with = |edit: &dyn Fn(&mut Vec<(String, String)>), reg: bool| {
+            let mut p = base();
+            edit(&mut p);
+            let m = single_valued(&p).unwrap();
+            let mut c = client();
+            if reg {
+                registered(&mut c);
+            }
+            validate_par(&m, &c, NOW)
+        };
+        let r = with(&|p| set(p, "authorization_details", Some(rar)), true).unwrap();
+        assert!(r.account_access.is_some_and(|a| a.permissions.len() == 1));
+        // Unregistered client, unknown type, malformed: invalid_authorization_details.
+        for (raw, reg) in [
+            (rar, false),
+            (r#"[{"type":"payment_initiation"}]"#, true),
+            ("[{}]", true),
+            (
+                r#"[{"type":"account_information","permissions":["ReadPAN"]}]"#,
+                true,
+            ),
+        ] {
+            let e = with(&|p| set(p, "authorization_details", Some(raw)), reg).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidAuthorizationDetails, "{raw}");
+        }
+        // Not both ways in at once.
+        let e = with(
+            &|p| {
+                set(p, "scope", Some("openid accounts"));
+                set(p, "claims", Some(intent));
+                set(p, "authorization_details", Some(rar));
+            },
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
     }
 }

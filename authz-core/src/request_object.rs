@@ -136,7 +136,7 @@ pub fn validate_pushed(
                 "this client must send its authorization request as a signed request object",
             ));
         }
-        return validate_par(params, client);
+        return validate_par(params, client, now);
     };
     if params.contains_key("request_uri") {
         return Err(OAuthError::invalid_request(
@@ -155,7 +155,7 @@ pub fn validate_pushed(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    validate_par(&map, client)
+    validate_par(&map, client, now)
 }
 
 #[cfg(test)]
@@ -190,6 +190,7 @@ mod tests {
             dpop_bound_access_tokens: false,
             require_signed_request_object: true,
             authorization_signed_response_alg: None,
+            authorization_details_types: vec![],
         };
         (k, c)
     }

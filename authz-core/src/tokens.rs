@@ -62,6 +62,10 @@ pub struct AccessTokenClaims {
     pub acr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// RFC 9396 §9.1: the granted details, for consents that came in as
+    /// `authorization_details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<serde_json::Value>,
 }
 
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -79,6 +83,9 @@ pub struct IdTokenClaims {
     pub nonce: Option<String>,
     pub acr: String,
     pub amr: Vec<String>,
+    /// UK OB: the intent this authorization was for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openbanking_intent_id: Option<String>,
 }
 
 /// How the customer authenticated; carried from login to every token of the grant.

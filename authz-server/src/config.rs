@@ -37,6 +37,10 @@ pub struct Config {
     pub mtls_port: u16,
     /// Resource server listener.
     pub rs_port: u16,
+    /// Resource server throttling per client: sustained requests per second (0 = off)
+    /// and burst. Over the limit a TPP gets 429 with `Retry-After`.
+    pub rs_rate_limit_per_second: u32,
+    pub rs_rate_limit_burst: u32,
     pub database_url: String,
     /// PostgreSQL schema to use (created if missing); isolates test runs on one database.
     pub database_schema: Option<String>,
@@ -91,6 +95,8 @@ impl Default for Config {
             web_port: 8443,
             mtls_port: 8444,
             rs_port: 8445,
+            rs_rate_limit_per_second: 0,
+            rs_rate_limit_burst: 0,
             database_url: "sqlite://data/wekeza.db".into(),
             database_schema: None,
             redis_url: None,
@@ -116,6 +122,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// `(per second, burst)` for the resource server, `None` when throttling is off.
+    pub fn rs_rate_limit(&self) -> Option<(u32, u32)> {
+        (self.rs_rate_limit_per_second > 0).then(|| {
+            (
+                self.rs_rate_limit_per_second,
+                self.rs_rate_limit_burst.max(self.rs_rate_limit_per_second),
+            )
+        })
+    }
+
     /// Load from defaults, `file` (if it exists, or must exist when given explicitly) and env.
     pub fn load(file: Option<&Path>) -> Result<Self, Vec<String>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));

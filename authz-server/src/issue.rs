@@ -18,6 +18,8 @@ pub struct AccessTokenInput<'a> {
     pub cnf: &'a Confirmation,
     pub consent_id: Option<&'a str>,
     pub auth: Option<&'a AuthContext>,
+    /// RFC 9396: the granted details, for consents that came in as `authorization_details`.
+    pub authorization_details: Option<&'a serde_json::Value>,
 }
 
 pub fn mint_access_token(
@@ -38,6 +40,7 @@ pub fn mint_access_token(
         consent_id: i.consent_id.map(str::to_owned),
         acr: i.auth.map(|a| a.acr.clone()),
         auth_time: i.auth.map(|a| a.auth_time),
+        authorization_details: i.authorization_details.cloned(),
     };
     let key = st
         .keys
@@ -55,6 +58,7 @@ pub fn mint_id_token(
     sub: &str,
     nonce: Option<&str>,
     auth: &AuthContext,
+    intent_id: Option<&str>,
 ) -> OAuthResult<String> {
     let now = st.clock.now();
     let claims = IdTokenClaims {
@@ -68,6 +72,7 @@ pub fn mint_id_token(
         nonce: nonce.map(str::to_owned),
         acr: auth.acr.clone(),
         amr: auth.amr.clone(),
+        openbanking_intent_id: intent_id.map(str::to_owned),
     };
     let key = st
         .keys
@@ -160,13 +165,21 @@ fn check_binding(claims: &AccessTokenClaims, presented: Presented<'_>) -> OAuthR
 
 /// The consent exists, is authorised and has not expired.
 pub async fn consent_is_active(st: &AppState, consent_id: &str) -> OAuthResult<()> {
+    active_consent(st, consent_id).await.map(|_| ())
+}
+
+/// [`consent_is_active`], returning the consent.
+pub async fn active_consent(
+    st: &AppState,
+    consent_id: &str,
+) -> OAuthResult<authz_store::ConsentRecord> {
     let c = st.store.find_consent(consent_id).await.map_err(store)?;
     match c {
         Some(c)
             if c.status == ConsentStatus::Authorised
                 && c.expires_at.is_none_or(|e| e > st.clock.now()) =>
         {
-            Ok(())
+            Ok(c)
         }
         _ => Err(OAuthError::invalid_token(
             "the consent behind this token is no longer active",

@@ -8,9 +8,11 @@ pub mod dpop;
 pub mod http;
 pub mod issue;
 pub mod keys;
+pub mod ob;
 pub mod password;
 pub mod provision;
 pub mod routes;
+pub mod rs_host;
 pub mod state;
 pub mod tls;
 
@@ -55,6 +57,8 @@ pub struct Platform {
     pub state: Arc<AppState>,
     pub web_addr: SocketAddr,
     pub mtls_addr: SocketAddr,
+    /// The resource server's base URL (`aud` of access tokens).
+    pub rs_base: String,
     pub kit: Option<provision::Kit>,
     pub kit_path: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
@@ -71,7 +75,7 @@ impl Platform {
     }
 }
 
-async fn connect_stores(
+pub(crate) async fn connect_stores(
     cfg: &Config,
 ) -> anyhow::Result<(Arc<dyn DurableStore>, Arc<dyn EphemeralStore>)> {
     if let Some(path) = cfg.database_url.strip_prefix("sqlite://")
@@ -197,8 +201,28 @@ async fn access_log(
     resp
 }
 
-/// Start both listeners. Ports of 0 pick free ports (tests); URLs use the bound ports.
+/// Where the resource server runs relative to the authorization server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceServer {
+    /// On its own listener in this process (tests, single-binary deployments).
+    InProcess,
+    /// In another process (`wekeza rs`), at `rs_port`.
+    External,
+}
+
+/// Start the platform with the resource server in this process. Ports of 0 pick free
+/// ports (tests); URLs use the bound ports.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Platform> {
+    start_with(config, clock, ResourceServer::InProcess).await
+}
+
+/// Start the authorization server's listeners and, with [`ResourceServer::InProcess`],
+/// the resource server's.
+pub async fn start_with(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    rs: ResourceServer,
+) -> anyhow::Result<Platform> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     config
         .validate()
@@ -221,12 +245,24 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
     let mtls_tcp = TcpListener::bind((bind, config.mtls_port))
         .await
         .with_context(|| format!("binding mTLS port {}", config.mtls_port))?;
+    let rs_tcp = match rs {
+        ResourceServer::InProcess => Some(
+            TcpListener::bind((bind, config.rs_port))
+                .await
+                .with_context(|| format!("binding resource server port {}", config.rs_port))?,
+        ),
+        ResourceServer::External => None,
+    };
     let web_addr = web_tcp.local_addr()?;
     let mtls_addr = mtls_tcp.local_addr()?;
+    let rs_port = match &rs_tcp {
+        Some(t) => t.local_addr()?.port(),
+        None => config.rs_port,
+    };
     let host = &config.public_host;
     let issuer = format!("https://{host}:{}", web_addr.port());
     let mtls_base = format!("https://{host}:{}", mtls_addr.port());
-    let resource_base = format!("https://{host}:{}", config.rs_port);
+    let resource_base = format!("https://{host}:{rs_port}");
 
     let now = clock.now();
     let retention = config.access_token_ttl_secs.max(config.id_token_ttl_secs) + 300;
@@ -266,6 +302,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
     if let Some(sb) = &sandbox {
         seed(&*store, sb, now, config.sandbox_load_customers).await?;
     }
+    let bank = sandbox_bank(&*store, now).await?;
 
     let discovery = authz_core::discovery::metadata(
         &authz_core::discovery::Endpoints {
@@ -287,6 +324,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
         dummy_password_hash: password::hash(&random_token(16))?,
         client_cache: Default::default(),
         dpop_nonces: dpop::Nonces::new(config.dpop_nonce_secret.as_deref()),
+        bank: bank.clone(),
     });
 
     let chain = tls::load_chain(chain_pem.as_bytes())?;
@@ -297,6 +335,24 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
 
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    if let Some(rs_tcp) = rs_tcp {
+        let (_verifier, rs_task) = rs_host::spawn(
+            rs_tcp,
+            mtls_tls.clone(),
+            rs_host::RsInputs {
+                store: state.store.clone(),
+                eph: state.eph.clone(),
+                bank,
+                clock: state.clock.clone(),
+                issuer: state.issuer.clone(),
+                base_url: state.resource_base.clone(),
+                keys: state.keys.verification_keys().to_vec(),
+                rate_limit: config.rs_rate_limit(),
+            },
+            rx.clone(),
+        )?;
+        tasks.push(rs_task);
+    }
     for (tcp, cfg, router) in [
         (web_tcp, web_tls, web_router(state.clone())),
         (mtls_tcp, mtls_tls, mtls_router(state.clone())),
@@ -321,6 +377,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
         None => (None, None),
     };
     Ok(Platform {
+        rs_base: state.resource_base.clone(),
         state,
         web_addr,
         mtls_addr,
@@ -329,6 +386,31 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Plat
         shutdown: tx,
         tasks,
     })
+}
+
+/// The sandbox core bank (deterministic: every process started on the same day builds
+/// the same bank), with the authorization server's customers linked to the bank's
+/// customers of the same username, so a token's `sub` leads to the customer's accounts.
+pub async fn sandbox_bank(
+    store: &dyn DurableStore,
+    now: i64,
+) -> anyhow::Result<Arc<core_bank::SandboxBank>> {
+    let today = time::OffsetDateTime::from_unix_timestamp(now)?.date();
+    let bank = core_bank::generate(&core_bank::GeneratorConfig::sandbox(today))
+        .map_err(|e| anyhow::anyhow!("generating the sandbox bank: {e}"))?;
+    let bank = Arc::new(core_bank::SandboxBank::new(bank));
+    let customers = bank.read(|b| b.customers().to_vec());
+    for c in customers {
+        let found = store
+            .find_customer_by_username(&c.username)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(rec) = found {
+            bank.link_customer(&rec.id, &c.id)
+                .map_err(|e| anyhow::anyhow!("linking {}: {e}", c.username))?;
+        }
+    }
+    Ok(bank)
 }
 
 /// Register the sandbox clients and customer (idempotent).

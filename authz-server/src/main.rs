@@ -22,8 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start the platform (the default).
+    /// Start the platform (the default): the authorization server in this process and
+    /// the resource server as a child process (`wekeza rs`).
     Run,
+    /// Start only the resource server (needs a running authorization server: it fetches
+    /// its JWKS, and shares its database).
+    Rs,
     /// Validate the configuration and exit.
     CheckConfig,
     /// Retire the active signing key of an algorithm and create a new one (restart to apply).
@@ -92,11 +96,12 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Cmd::Run => run(cfg),
+        Cmd::Run => run(cfg, cli.config),
+        Cmd::Rs => run_rs(cfg),
     }
 }
 
-fn run(cfg: Config) -> std::process::ExitCode {
+fn init_logs(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     match cfg.log_format {
@@ -106,26 +111,88 @@ fn run(cfg: Config) -> std::process::ExitCode {
             .init(),
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+fn run_rs(cfg: Config) -> std::process::ExitCode {
+    init_logs(&cfg);
+    let Some(rt) = runtime() else {
+        return std::process::ExitCode::FAILURE;
     };
     rt.block_on(async move {
-        let platform = match authz_server::start(cfg, Arc::new(SystemClock)).await {
+        let rs = match authz_server::rs_host::start_standalone(cfg, Arc::new(SystemClock)).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("resource server start-up failed: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(base_url = %rs.base_url, "resource server listening");
+        shutdown_signal().await;
+        rs.shutdown().await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+/// The resource server as a child process with the same configuration.
+fn spawn_rs_child(config: Option<&PathBuf>) -> std::io::Result<tokio::process::Child> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.arg("rs").kill_on_drop(true).spawn()
+}
+
+fn run(cfg: Config, config_file: Option<PathBuf>) -> std::process::ExitCode {
+    init_logs(&cfg);
+    let rt = match runtime() {
+        Some(rt) => rt,
+        None => return std::process::ExitCode::FAILURE,
+    };
+    rt.block_on(async move {
+        let platform = match authz_server::start_with(
+            cfg,
+            Arc::new(SystemClock),
+            authz_server::ResourceServer::External,
+        )
+        .await
+        {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("start-up failed: {e:#}");
                 return std::process::ExitCode::FAILURE;
             }
         };
+        let mut rs = match spawn_rs_child(config_file.as_ref()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cannot start the resource server process: {e}");
+                platform.shutdown().await;
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         banner(&platform);
-        shutdown_signal().await;
+        let code = tokio::select! {
+            _ = shutdown_signal() => std::process::ExitCode::SUCCESS,
+            status = rs.wait() => {
+                tracing::error!(?status, "the resource server process ended; stopping");
+                std::process::ExitCode::FAILURE
+            }
+        };
         tracing::info!("shutting down");
+        let _ = rs.start_kill();
         platform.shutdown().await;
-        std::process::ExitCode::SUCCESS
+        code
     })
 }
 
@@ -142,7 +209,15 @@ fn banner(p: &authz_server::Platform) {
         "  back-channel (mTLS)       : {}  (PAR, token, userinfo, introspection, revocation)",
         st.mtls_base
     );
-    println!("  access-token audience     : {}", st.resource_base);
+    println!(
+        "  resource server (mTLS)    : {}/open-banking/v4.0/aisp  (account-access-consents, accounts, balances, transactions...)",
+        st.resource_base
+    );
+    println!(
+        "  resource API docs         : {}{}",
+        st.resource_base,
+        resource_server::openapi::SWAGGER_UI_PATH
+    );
     if let (Some(kit), Some(path)) = (&p.kit, &p.kit_path) {
         println!("  sandbox TPP kit           : {}", path.display());
         println!("  trust anchor (CA)         : {}", kit.ca_cert.display());

@@ -341,6 +341,10 @@ pub fn ensure_sandbox(
             dpop_bound_access_tokens: dpop,
             require_signed_request_object: ms,
             authorization_signed_response_alg: ms.then_some(Alg::ES256),
+            authorization_details_types: openbanking::RAR_TYPES_SUPPORTED
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
         };
         client
             .validate()

@@ -58,6 +58,8 @@ pub struct AppState {
     pub client_cache: ClientCache,
     /// Stateless DPoP nonces (RFC 9449 §8), used when `config.dpop_nonce_required`.
     pub dpop_nonces: crate::dpop::Nonces,
+    /// The core bank: the consent page lists the customer's accounts from it.
+    pub bank: Arc<dyn core_bank::CoreBank>,
 }
 
 #[cfg(test)]

@@ -122,6 +122,18 @@ pub trait DurableStore: Send + Sync {
         to: ConsentStatus,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
+    /// [`Self::transition_consent`] that also sets the deciding customer and/or replaces
+    /// the details document (e.g. the accounts picked), in the same guarded update.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_consent(
+        &self,
+        id: &str,
+        from: &[ConsentStatus],
+        to: ConsentStatus,
+        customer_id: Option<&str>,
+        details: Option<&serde_json::Value>,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
     async fn list_audit(&self, consent_id: &str) -> StoreResult<Vec<AuditEntry>>;
 
     // refresh tokens (stored by digest)

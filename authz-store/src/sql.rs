@@ -520,17 +520,33 @@ impl DurableStore for SqlStore {
         to: ConsentStatus,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
+        self.update_consent(id, from, to, None, None, audit).await
+    }
+
+    async fn update_consent(
+        &self,
+        id: &str,
+        from: &[ConsentStatus],
+        to: ConsentStatus,
+        customer_id: Option<&str>,
+        details: Option<&serde_json::Value>,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
         check_audit_target(id, audit)?;
         if from.is_empty() {
             return Ok(false);
         }
-        // Placeholders $4.. for the allowed source states; only numbers are interpolated.
+        let details = details
+            .map(|d| to_json("consents.details", d))
+            .transpose()?;
+        // Placeholders $6.. for the allowed source states; only numbers are interpolated.
         let allowed = (0..from.len())
-            .map(|i| format!("${}", i + 4))
+            .map(|i| format!("${}", i + 6))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "UPDATE consents SET status = $1, updated_at = $2 \
+            "UPDATE consents SET status = $1, updated_at = $2, \
+             customer_id = COALESCE($4, customer_id), details = COALESCE($5, details) \
              WHERE id = $3 AND status IN ({allowed})"
         );
         let mut tx = self.pool.begin().await.map_err(db_err)?;
@@ -540,7 +556,9 @@ impl DurableStore for SqlStore {
         let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(to.as_str())
             .bind(audit.at)
-            .bind(id.to_owned());
+            .bind(id.to_owned())
+            .bind(customer_id.map(str::to_owned))
+            .bind(details);
         for s in from {
             q = q.bind(s.as_str());
         }

@@ -573,6 +573,54 @@ pub async fn durable_suite(store: &dyn DurableStore) {
         Some(ConsentStatus::Revoked)
     );
 
+    // update_consent: sets the deciding customer and the details in the guarded update,
+    // and changes nothing when the state does not allow it
+    let other_customer = uid();
+    let upd = consent(&client_id, None, now);
+    store
+        .insert_consent(&upd, &audit(&upd.id, now, "created"))
+        .await
+        .unwrap();
+    let picked = json!({"permissions": ["ReadBalances"], "account_ids": ["acc-1"]});
+    assert!(
+        !store
+            .update_consent(
+                &upd.id,
+                &[ConsentStatus::Authorised],
+                ConsentStatus::Revoked,
+                Some(other_customer.as_str()),
+                Some(&picked),
+                &audit(&upd.id, now + 1, "wrong-state"),
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.find_consent(&upd.id).await.unwrap().as_ref(),
+        Some(&upd)
+    );
+    assert!(
+        store
+            .update_consent(
+                &upd.id,
+                &[ConsentStatus::AwaitingAuthorisation],
+                ConsentStatus::Authorised,
+                Some(other_customer.as_str()),
+                Some(&picked),
+                &audit(&upd.id, now + 1, "authorised"),
+            )
+            .await
+            .unwrap()
+    );
+    let upd_after = store.find_consent(&upd.id).await.unwrap().expect("consent");
+    assert_eq!(
+        upd_after.customer_id.as_deref(),
+        Some(other_customer.as_str())
+    );
+    assert_eq!(upd_after.details, picked);
+    assert_eq!(upd_after.status, ConsentStatus::Authorised);
+    assert_eq!(store.list_audit(&upd.id).await.unwrap().len(), 2);
+
     // an audit line for another consent is refused
     let other = uid();
     assert!(

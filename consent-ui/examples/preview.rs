@@ -65,6 +65,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         redirect_host: "app.budgetbuddy.example".into(),
         csrf: "preview-csrf-token".into(),
         action: "/consent".into(),
+        permission_groups: vec![],
+        accounts: vec![],
+        transaction_window: None,
+        error: None,
     };
     let error = ErrorPage {
         title: "We could not complete this request".into(),

@@ -151,8 +151,41 @@ pub struct ConsentPage {
     /// CSRF token, echoed in a hidden `csrf` field.
     pub csrf: String,
     /// Form POST target path, e.g. `/consent`. The form posts
-    /// `decision=approve` or `decision=deny`.
+    /// `decision=approve` or `decision=deny`, plus one `account=<id>` per ticked account.
     pub action: String,
+    /// Open-banking requests: the permissions in plain words, grouped (`#consent-permissions`).
+    /// Empty for a plain scope request.
+    #[serde(default)]
+    pub permission_groups: Vec<PermissionGroup>,
+    /// Open-banking requests: the accounts the customer may share, as checkboxes
+    /// (`#account-<n>`, inside `#accounts`). Empty for a plain scope request.
+    #[serde(default)]
+    pub accounts: Vec<AccountChoice>,
+    /// Wording for the transaction history window, e.g. `"from 1 Jan 2026 to 24 Nov 2026"`.
+    #[serde(default)]
+    pub transaction_window: Option<String>,
+    /// Message shown in the `#error` box (e.g. no account picked); `None` hides it.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One heading of permissions on the consent page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionGroup {
+    pub title: String,
+    pub items: Vec<String>,
+}
+
+/// An account the customer can tick on the consent page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountChoice {
+    /// The account id posted back as `account=<id>`.
+    pub id: String,
+    /// E.g. "Everyday Current Account".
+    pub name: String,
+    /// E.g. "Current account · KES · ending 4821".
+    pub detail: String,
+    pub checked: bool,
 }
 
 /// A page explaining that something went wrong.

@@ -38,6 +38,10 @@ fn consent() -> ConsentPage {
         redirect_host: "app.budgetbuddy.example".into(),
         csrf: CSRF.into(),
         action: "/consent".into(),
+        permission_groups: vec![],
+        accounts: vec![],
+        transaction_window: None,
+        error: None,
     }
 }
 
@@ -329,4 +333,32 @@ fn stylesheet_is_self_contained() {
 fn render_error_display() {
     let e = RenderError("boom".into());
     assert_eq!(e.to_string(), "failed to render page: boom");
+}
+
+#[test]
+fn open_banking_consent_lists_permissions_and_account_checkboxes() {
+    let page = ConsentPage {
+        permission_groups: vec![PermissionGroup {
+            title: "Balances".into(),
+            items: vec!["The balances of the accounts you pick".into()],
+        }],
+        accounts: vec![AccountChoice {
+            id: "acc-<1>".into(),
+            name: "Everyday".into(),
+            detail: "Current account · KES".into(),
+            checked: false,
+        }],
+        transaction_window: Some("from 1 Jan 2026 to 24 Nov 2026".into()),
+        error: Some("Pick at least one account.".into()),
+        ..consent()
+    };
+    let html = render_consent(&page).expect("renders");
+    assert!(html.contains("id=\"consent-permissions\""));
+    assert!(html.contains("The balances of the accounts you pick"));
+    assert!(
+        html.contains("id=\"account-1\" name=\"account\" value=\"acc-&#60;1&#62;\""),
+        "{html}"
+    );
+    assert!(html.contains("id=\"transaction-window\""));
+    assert!(html.contains("id=\"error\""));
 }

@@ -20,6 +20,20 @@ impl Page {
         let rest = &self.html[i..];
         Some(rest[..rest.find('"')?].to_owned())
     }
+
+    /// The values of the `account` checkboxes on a consent page, in page order.
+    pub fn account_choices(&self) -> Vec<String> {
+        const MARK: &str = "name=\"account\" value=\"";
+        let mut out = Vec::new();
+        let mut rest = self.html.as_str();
+        while let Some(i) = rest.find(MARK) {
+            rest = &rest[i + MARK.len()..];
+            if let Some(end) = rest.find('"') {
+                out.push(rest[..end].to_owned());
+            }
+        }
+        out
+    }
 }
 
 pub struct Customer {
@@ -126,18 +140,22 @@ impl Customer {
         self.get("/consent").await
     }
 
-    /// Approve or deny; returns the redirect back to the client.
+    /// Approve or deny; returns the redirect back to the client. On an account-access
+    /// consent page every offered account is shared.
     pub async fn decide(&self, consent: &Page, approve: bool) -> anyhow::Result<Url> {
-        let csrf = consent.csrf().context("consent page has no csrf field")?;
-        let r = self
-            .post(
-                "/consent",
-                &[
-                    ("csrf", &csrf),
-                    ("decision", if approve { "approve" } else { "deny" }),
-                ],
-            )
-            .await?;
+        let all = consent.account_choices();
+        let picked: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.decide_accounts(consent, approve, &picked).await
+    }
+
+    /// Approve or deny, sharing exactly `accounts`.
+    pub async fn decide_accounts(
+        &self,
+        consent: &Page,
+        approve: bool,
+        accounts: &[&str],
+    ) -> anyhow::Result<Url> {
+        let r = self.post_decision(consent, approve, accounts).await?;
         anyhow::ensure!(
             r.status == StatusCode::SEE_OTHER,
             "consent answered {}: {}",
@@ -147,6 +165,24 @@ impl Customer {
         Ok(Url::parse(
             r.location.as_deref().context("no redirect after consent")?,
         )?)
+    }
+
+    /// POST the consent form as the page would; the raw answer.
+    pub async fn post_decision(
+        &self,
+        consent: &Page,
+        approve: bool,
+        accounts: &[&str],
+    ) -> anyhow::Result<Page> {
+        let csrf = consent.csrf().context("consent page has no csrf field")?;
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
+            ("decision", if approve { "approve" } else { "deny" }),
+        ];
+        for a in accounts {
+            form.push(("account", a));
+        }
+        self.post("/consent", &form).await
     }
 
     /// The whole interaction, returning the redirect to the client.

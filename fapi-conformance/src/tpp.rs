@@ -523,6 +523,116 @@ impl Tpp {
         .await
     }
 
+    /// A resource-server call the way this TPP's tokens are bound: `Bearer` over its
+    /// certificate, or `DPoP` with a fresh proof (no certificate). `body` is sent as JSON.
+    pub async fn resource(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Reply> {
+        let (http, scheme) = if self.uses_dpop() {
+            (&self.http_no_cert, "DPoP")
+        } else {
+            (&self.http, "Bearer")
+        };
+        let mut req = http
+            .request(method.clone(), url)
+            .header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("x-fapi-interaction-id", uuid_like());
+        if self.uses_dpop() {
+            let htu = url.split('?').next().unwrap_or(url);
+            req = req.header(
+                "DPoP",
+                self.dpop_proof(method.as_str(), htu, Some(token), None),
+            );
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_string());
+        }
+        reply(req.send().await?).await
+    }
+
+    /// A resource-server call as [`Tpp::resource`] makes it, with these extra headers
+    /// (instead of a random `x-fapi-interaction-id`) and, for DPoP clients, the client
+    /// certificate as well when `cert_with_dpop` (profiles that use mTLS everywhere).
+    pub async fn resource_with_headers(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+        cert_with_dpop: bool,
+    ) -> anyhow::Result<Reply> {
+        let (http, scheme) = match (self.uses_dpop(), cert_with_dpop) {
+            (true, false) => (&self.http_no_cert, "DPoP"),
+            (true, true) => (&self.http, "DPoP"),
+            (false, _) => (&self.http, "Bearer"),
+        };
+        let mut req = http
+            .request(method.clone(), url)
+            .header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"))
+            .header(reqwest::header::ACCEPT, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if self.uses_dpop() {
+            let htu = url.split('?').next().unwrap_or(url);
+            req = req.header(
+                "DPoP",
+                self.dpop_proof(
+                    method.as_str(),
+                    htu,
+                    Some(token),
+                    self.current_dpop_nonce().as_deref(),
+                ),
+            );
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_string());
+        }
+        let r = reply(req.send().await?).await?;
+        self.remember_dpop_nonce(&r);
+        Ok(r)
+    }
+
+    /// [`Tpp::get_dpop_raw`] with extra headers and, when `with_cert`, the client
+    /// certificate.
+    pub async fn get_dpop_raw_with(
+        &self,
+        url: &str,
+        scheme: &str,
+        token: &str,
+        proofs: &[String],
+        headers: &[(&str, &str)],
+        with_cert: bool,
+    ) -> anyhow::Result<Reply> {
+        let http = if with_cert {
+            &self.http
+        } else {
+            &self.http_no_cert
+        };
+        let mut req = http
+            .get(url)
+            .header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        for p in proofs {
+            req = req.header("DPoP", p);
+        }
+        let r = reply(req.send().await?).await?;
+        self.remember_dpop_nonce(&r);
+        Ok(r)
+    }
+
     // ---- DPoP (RFC 9449) ------------------------------------------------------------
 
     /// Whether this client's tokens are DPoP-bound (it has a DPoP key).
@@ -739,6 +849,21 @@ async fn reply(r: reqwest::Response) -> anyhow::Result<Reply> {
         headers,
         body,
     })
+}
+
+/// A random RFC 4122 version-4 UUID string (for `x-fapi-interaction-id`).
+pub fn uuid_like() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        (b[8] & 0x3) | 0x8,
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 pub fn enc(s: &str) -> String {

@@ -6,70 +6,12 @@
 //! [`crate::jwt::JwtVerifier`]) can change without touching the API layer.
 
 use std::collections::BTreeSet;
-use std::str::FromStr;
 use time::OffsetDateTime;
 
-/// UK Open Banking account-access permissions (Read/Write API v4, `OBInternalPermissions1Code`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Permission {
-    ReadAccountsBasic,
-    ReadAccountsDetail,
-    ReadBalances,
-    ReadBeneficiariesBasic,
-    ReadBeneficiariesDetail,
-    ReadTransactionsBasic,
-    ReadTransactionsDetail,
-    ReadTransactionsCredits,
-    ReadTransactionsDebits,
-    ReadStandingOrdersBasic,
-    ReadStandingOrdersDetail,
-    ReadParty,
-    ReadPartyPSU,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 13] = [
-        Permission::ReadAccountsBasic,
-        Permission::ReadAccountsDetail,
-        Permission::ReadBalances,
-        Permission::ReadBeneficiariesBasic,
-        Permission::ReadBeneficiariesDetail,
-        Permission::ReadTransactionsBasic,
-        Permission::ReadTransactionsDetail,
-        Permission::ReadTransactionsCredits,
-        Permission::ReadTransactionsDebits,
-        Permission::ReadStandingOrdersBasic,
-        Permission::ReadStandingOrdersDetail,
-        Permission::ReadParty,
-        Permission::ReadPartyPSU,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::ReadAccountsBasic => "ReadAccountsBasic",
-            Permission::ReadAccountsDetail => "ReadAccountsDetail",
-            Permission::ReadBalances => "ReadBalances",
-            Permission::ReadBeneficiariesBasic => "ReadBeneficiariesBasic",
-            Permission::ReadBeneficiariesDetail => "ReadBeneficiariesDetail",
-            Permission::ReadTransactionsBasic => "ReadTransactionsBasic",
-            Permission::ReadTransactionsDetail => "ReadTransactionsDetail",
-            Permission::ReadTransactionsCredits => "ReadTransactionsCredits",
-            Permission::ReadTransactionsDebits => "ReadTransactionsDebits",
-            Permission::ReadStandingOrdersBasic => "ReadStandingOrdersBasic",
-            Permission::ReadStandingOrdersDetail => "ReadStandingOrdersDetail",
-            Permission::ReadParty => "ReadParty",
-            Permission::ReadPartyPSU => "ReadPartyPSU",
-        }
-    }
-}
-
-impl FromStr for Permission {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or(())
-    }
-}
+/// UK Open Banking account-access permissions (Read/Write API v4,
+/// `OBInternalPermissions1Code`): the consent domain's own type, so the authorization
+/// server and the resource server read one vocabulary.
+pub use openbanking::Permission;
 
 /// What one access token, through its consent, allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +63,13 @@ pub enum AuthError {
     Unavailable(String),
 }
 
+/// What a client-credentials access token allows: calls a client makes for itself (the
+/// consent endpoints), with no customer and no consent behind them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientGrant {
+    pub client_id: String,
+}
+
 /// Turns the credentials on a request into a [`Grant`].
 #[async_trait::async_trait]
 pub trait TokenVerifier: Send + Sync {
@@ -136,6 +85,18 @@ pub trait TokenVerifier: Send + Sync {
         method: &str,
         url: &str,
     ) -> Result<Grant, AuthError>;
+
+    /// The same checks for a client-credentials token (`sub` = `client_id`, no
+    /// `consent_id`): what the consent endpoints need. A customer's token is refused
+    /// ([`AuthError::InsufficientScope`]).
+    async fn verify_client(
+        &self,
+        authorization: &str,
+        client_cert_der: Option<&[u8]>,
+        dpop: Option<&str>,
+        method: &str,
+        url: &str,
+    ) -> Result<ClientGrant, AuthError>;
 }
 
 /// The TLS client certificate of the connection, placed in the request extensions by

@@ -1,7 +1,8 @@
 //! The UK Open Banking error response (`OBErrorResponse1`), rendered in exactly one
 //! place. Statuses follow the Read/Write API: 400 for a malformed request or an unknown
 //! resource id, 401 for a missing/invalid/expired/revoked token, 403 for a permission or
-//! resource outside the consent, 404 for an endpoint that does not exist, 406, 415, 429.
+//! resource outside the consent, 404 for an endpoint that does not exist, 406, 415, 429
+//! (throttled, with `Retry-After`), 503 (a store did not answer, with `Retry-After`).
 
 use crate::auth::AuthError;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -38,6 +39,8 @@ pub struct ObError {
     pub message: String,
     pub errors: Vec<ObErrorDetail>,
     pub www_authenticate: Option<String>,
+    /// `Retry-After` seconds (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 pub mod codes {
@@ -70,6 +73,7 @@ impl ObError {
             }],
             message,
             www_authenticate: None,
+            retry_after: None,
         }
     }
 
@@ -106,6 +110,30 @@ impl ObError {
             "unexpected error",
             None,
         )
+    }
+
+    /// The storage or authorization backend did not answer: try again shortly.
+    pub fn unavailable() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNEXPECTED,
+            "service temporarily unavailable",
+            None,
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// Throttled (429) with the seconds until the next request is allowed.
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::UNEXPECTED,
+            "too many requests",
+            None,
+        );
+        e.retry_after = Some(retry_after.max(1));
+        e
     }
 
     pub fn endpoint_not_found() -> Self {
@@ -202,7 +230,7 @@ impl From<AuthError> for ObError {
             }
             AuthError::Unavailable(detail) => {
                 tracing::error!(%detail, "token verification backend failed");
-                ObError::internal()
+                ObError::unavailable()
             }
         }
     }
@@ -212,6 +240,20 @@ impl From<core_bank::CoreError> for ObError {
     fn from(e: core_bank::CoreError) -> Self {
         tracing::error!(error = %e, "core bank error");
         ObError::internal()
+    }
+}
+
+impl From<authz_store::StoreError> for ObError {
+    fn from(e: authz_store::StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        match e {
+            authz_store::StoreError::Database(_) | authz_store::StoreError::Cache(_) => {
+                ObError::unavailable()
+            }
+            authz_store::StoreError::Corrupt(_) | authz_store::StoreError::Conflict(_) => {
+                ObError::internal()
+            }
+        }
     }
 }
 
@@ -236,6 +278,9 @@ impl IntoResponse for ObError {
             .and_then(|v| HeaderValue::from_str(&v).ok())
         {
             h.insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Some(s) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         r
     }

@@ -8,10 +8,29 @@
 //! must make a revoked consent visible at every RS instance within one second, either by
 //! caching for at most 1 s ([`CachedConsentSource`]) or by invalidating on a pub/sub
 //! message (Redis) from the authorization server.
+//!
+//! Two kinds of token share every check ([`JwtVerifier`]'s `check_token`): the
+//! customer's authorization-code token ([`TokenVerifier::verify`], must name an
+//! authorised consent) and the client's own client-credentials token
+//! ([`TokenVerifier::verify_client`], `sub` = `client_id`, no consent), used for the
+//! consent endpoints.
+//!
+//! Speed: verifying the ES256 signature dominates a request, so tokens whose signature
+//! verified are cached by the SHA-256 of the token string until their `exp` (bounded,
+//! flushed on key change). A hit skips only the parse and the signature: `iss`, `aud`,
+//! expiry, scope, the `cnf` binding (certificate or DPoP proof, with replay check), the
+//! `jti` revocation list and the consent are checked on every request.
+//!
+//! DPoP proof `jti`s are remembered per process unless a shared store is set
+//! ([`JwtVerifier::with_replay_store`]), which a deployment of several instances needs.
 
-use crate::auth::{AuthError, Grant, Permission, Scheme, TokenVerifier, parse_authorization};
+use crate::auth::{
+    AuthError, ClientGrant, Grant, Permission, Scheme, TokenVerifier, parse_authorization,
+};
+use authz_store::EphemeralStore;
 use fapi_jose::{Jwk, Unverified};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -62,9 +81,9 @@ pub struct ConsentView {
     pub transaction_to: Option<OffsetDateTime>,
 }
 
-/// Where consent state comes from (the authorization server's consent store). The
-/// AS-backed implementation (shared SQL store or an internal AS endpoint, plus Redis
-/// pub/sub for revocations) is wired in with the platform start.
+/// Where consent state comes from (the authorization server's consent store):
+/// [`crate::store::StoreConsentSource`] reads the shared store, wrapped in
+/// [`CachedConsentSource`].
 #[async_trait::async_trait]
 pub trait ConsentSource: Send + Sync {
     async fn consent(&self, consent_id: &str) -> anyhow::Result<Option<ConsentView>>;
@@ -77,10 +96,14 @@ pub trait ConsentSource: Send + Sync {
 
 /// Caches another source's answers for at most one second, so a revocation reaches
 /// this instance within 1 s while a hot consent costs one lookup per second.
+///
+/// Token revocation answers (`is_token_revoked`) are cached the same way, so a hot token
+/// costs one revocation-list lookup per second too.
 pub struct CachedConsentSource {
     inner: Arc<dyn ConsentSource>,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, Option<ConsentView>)>>,
+    revoked: Mutex<HashMap<String, (Instant, bool)>>,
 }
 
 /// Upper bound on cached consents before the cache is flushed.
@@ -93,6 +116,7 @@ impl CachedConsentSource {
             inner,
             ttl: ttl.min(Duration::from_secs(1)),
             cache: Mutex::new(HashMap::new()),
+            revoked: Mutex::new(HashMap::new()),
         }
     }
 
@@ -127,7 +151,22 @@ impl ConsentSource for CachedConsentSource {
     }
 
     async fn is_token_revoked(&self, jti: &str) -> anyhow::Result<bool> {
-        self.inner.is_token_revoked(jti).await
+        let now = Instant::now();
+        {
+            let c = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, v)) = c.get(jti)
+                && now.duration_since(*at) < self.ttl
+            {
+                return Ok(*v);
+            }
+        }
+        let v = self.inner.is_token_revoked(jti).await?;
+        let mut c = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= CONSENT_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(jti.to_owned(), (now, v));
+        Ok(v)
     }
 }
 
@@ -165,14 +204,25 @@ pub struct JwtVerifier {
     keys: RwLock<Arc<Vec<Jwk>>>,
     consents: Arc<dyn ConsentSource>,
     clock: Arc<dyn Clock>,
-    /// DPoP proof `jti`s seen, with the time they can be forgotten. Per instance: the
-    /// scaled deployment needs a shared replay store (the AS's ephemeral store / Redis).
+    /// DPoP proof `jti`s seen, with the time they can be forgotten, when no shared
+    /// replay store is configured (one instance only).
     dpop_jtis: Mutex<HashMap<String, i64>>,
+    /// Shared DPoP replay store (the AS's ephemeral store: SQL or Redis), so a proof
+    /// used at one instance is refused at every other.
+    replay: Option<Arc<dyn EphemeralStore>>,
+    /// Tokens whose signature was verified: SHA-256 of the token string -> claims.
+    verified: RwLock<HashMap<[u8; 32], Arc<AtClaims>>>,
 }
 
 const DPOP_JTI_MAX: usize = 200_000;
 
-#[derive(Deserialize)]
+/// Ephemeral-store namespace of the shared DPoP replay cache.
+pub const DPOP_REPLAY_NS: &str = "rs_dpop_jti";
+
+/// Upper bound on cached verified tokens before the cache is flushed.
+pub const VERIFIED_TOKEN_CACHE_MAX: usize = 100_000;
+
+#[derive(Debug, Deserialize)]
 struct AtClaims {
     iss: String,
     sub: String,
@@ -191,7 +241,7 @@ struct AtClaims {
     consent_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct CnfClaim {
     #[serde(rename = "x5t#S256", default)]
     x5t_s256: Option<String>,
@@ -226,20 +276,36 @@ impl JwtVerifier {
             consents,
             clock,
             dpop_jtis: Mutex::new(HashMap::new()),
+            replay: None,
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
-    /// Replaces the AS signing keys (after a JWKS refresh).
+    /// Records DPoP proof `jti`s in a shared ephemeral store (namespace
+    /// [`DPOP_REPLAY_NS`], key `<jkt>:<jti>`) instead of in this process, so a proof is
+    /// accepted once across every resource-server instance. A store failure refuses the
+    /// request ([`AuthError::Unavailable`]).
+    pub fn with_replay_store(mut self, store: Arc<dyn EphemeralStore>) -> Self {
+        self.replay = Some(store);
+        self
+    }
+
+    /// Replaces the AS signing keys (after a JWKS refresh). Tokens verified under the
+    /// previous keys are forgotten, so a withdrawn key stops working at once.
     pub fn set_keys(&self, keys: Vec<Jwk>) {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        self.verified
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn keys(&self) -> Arc<Vec<Jwk>> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// RFC 9449 §4.3 proof checks for a DPoP-bound token.
-    fn verify_dpop(
+    /// RFC 9449 §4.3 proof checks for a DPoP-bound token, then the `jti` replay check.
+    async fn verify_dpop(
         &self,
         proof: &str,
         method: &str,
@@ -281,45 +347,47 @@ impl JwtVerifier {
         if c.jti.is_empty() || c.jti.len() > 256 {
             return Err(bad("jti"));
         }
+        // Keyed by key thumbprint and jti, as the AS's `dpop_jti` store is; remembered
+        // for as long as the proof's `iat` is acceptable.
+        let key = format!("{jkt}:{}", c.jti);
+        let until = c.iat + self.cfg.dpop_max_age_secs + 1;
+        if let Some(store) = &self.replay {
+            let fresh = store
+                .insert_if_absent(DPOP_REPLAY_NS, &key, "1", until, now)
+                .await
+                .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            if !fresh {
+                return Err(bad("jti replayed"));
+            }
+            return Ok(());
+        }
         let mut seen = self.dpop_jtis.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= DPOP_JTI_MAX {
             seen.retain(|_, until| *until > now);
         }
-        // Keyed by key thumbprint and jti, as the AS's `dpop_jti` store is.
-        let key = format!("{jkt}:{}", c.jti);
         if seen.get(&key).is_some_and(|until| *until > now) {
             return Err(bad("jti replayed"));
         }
-        seen.insert(key, c.iat + self.cfg.dpop_max_age_secs + 1);
+        seen.insert(key, until);
         Ok(())
     }
-}
 
-/// `htu` comparison without query and fragment, scheme and host case-insensitive.
-fn same_htu(claim: &str, url: &str) -> bool {
-    let norm = |s: &str| {
-        url::Url::parse(s).ok().map(|mut u| {
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        })
-    };
-    matches!((norm(claim), norm(url)), (Some(a), Some(b)) if a == b)
-}
-
-#[async_trait::async_trait]
-impl TokenVerifier for JwtVerifier {
-    async fn verify(
-        &self,
-        authorization: &str,
-        client_cert_der: Option<&[u8]>,
-        dpop: Option<&str>,
-        method: &str,
-        url: &str,
-    ) -> Result<Grant, AuthError> {
-        let (scheme, token) = parse_authorization(authorization)?;
-        let now = self.clock.now();
-        let now_s = now.unix_timestamp();
+    /// The token's claims: from the verified-token cache, or parsed and checked against
+    /// the JWKS (header `typ`, signature) and then cached until the token's `exp`. Only
+    /// the parse and the signature are skipped on a hit; the caller runs every other
+    /// check on every request.
+    fn verified_claims(&self, token: &str, now_s: i64) -> Result<Arc<AtClaims>, AuthError> {
+        let digest = Sha256::digest(token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_slice());
+        if let Some(c) = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(c.clone());
+        }
         let jws = Unverified::parse(token).map_err(|_| AuthError::InvalidToken("malformed JWT"))?;
         let typ_ok = jws.header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
@@ -329,8 +397,37 @@ impl TokenVerifier for JwtVerifier {
         }
         jws.verify_with_set(&self.keys())
             .map_err(|_| AuthError::InvalidToken("signature"))?;
-        let c: AtClaims = serde_json::from_value(jws.claims.clone())
+        let c: AtClaims = serde_json::from_value(jws.claims)
             .map_err(|_| AuthError::InvalidToken("missing claims"))?;
+        let c = Arc::new(c);
+        if c.exp > now_s {
+            let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= VERIFIED_TOKEN_CACHE_MAX {
+                cache.retain(|_, v| v.exp > now_s);
+                if cache.len() >= VERIFIED_TOKEN_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, c.clone());
+        }
+        Ok(c)
+    }
+
+    /// Every check an access token gets, whatever it is for: signature (or the cache),
+    /// `iss`, `aud`, `exp`/`nbf`, the required scope, the sender constraint (certificate
+    /// thumbprint, or DPoP proof with replay check) and the `jti` revocation list.
+    async fn check_token(
+        &self,
+        authorization: &str,
+        client_cert_der: Option<&[u8]>,
+        dpop: Option<&str>,
+        method: &str,
+        url: &str,
+    ) -> Result<(Arc<AtClaims>, OffsetDateTime), AuthError> {
+        let (scheme, token) = parse_authorization(authorization)?;
+        let now = self.clock.now();
+        let now_s = now.unix_timestamp();
+        let c = self.verified_claims(token, now_s)?;
         if c.iss != self.cfg.issuer {
             return Err(AuthError::InvalidToken("wrong issuer"));
         }
@@ -376,7 +473,8 @@ impl TokenVerifier for JwtVerifier {
                     ));
                 }
                 let proof = dpop.ok_or(AuthError::InvalidDpopProof("missing DPoP header"))?;
-                self.verify_dpop(proof, method, url, token, jkt, now_s)?;
+                self.verify_dpop(proof, method, url, token, jkt, now_s)
+                    .await?;
             }
             _ => return Err(AuthError::InvalidToken("token is not sender-constrained")),
         }
@@ -389,7 +487,36 @@ impl TokenVerifier for JwtVerifier {
         {
             return Err(AuthError::InvalidToken("revoked"));
         }
-        let consent_id = c.consent_id.ok_or(AuthError::InsufficientScope)?;
+        Ok((c, now))
+    }
+}
+
+/// `htu` comparison without query and fragment, scheme and host case-insensitive.
+fn same_htu(claim: &str, url: &str) -> bool {
+    let norm = |s: &str| {
+        url::Url::parse(s).ok().map(|mut u| {
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        })
+    };
+    matches!((norm(claim), norm(url)), (Some(a), Some(b)) if a == b)
+}
+
+#[async_trait::async_trait]
+impl TokenVerifier for JwtVerifier {
+    async fn verify(
+        &self,
+        authorization: &str,
+        client_cert_der: Option<&[u8]>,
+        dpop: Option<&str>,
+        method: &str,
+        url: &str,
+    ) -> Result<Grant, AuthError> {
+        let (c, now) = self
+            .check_token(authorization, client_cert_der, dpop, method, url)
+            .await?;
+        let consent_id = c.consent_id.clone().ok_or(AuthError::InsufficientScope)?;
         let consent = self
             .consents
             .consent(&consent_id)
@@ -410,21 +537,43 @@ impl TokenVerifier for JwtVerifier {
         if consent.client_id != c.client_id {
             return Err(AuthError::InvalidToken("consent belongs to another client"));
         }
-        if consent.subject.as_deref().is_some_and(|s| s != c.sub) {
+        // An authorised consent names its customer; the token must be that customer's.
+        if consent.subject.as_deref() != Some(c.sub.as_str()) {
             return Err(AuthError::InvalidToken(
                 "consent belongs to another customer",
             ));
         }
         let exp = ts(c.exp)?;
         Ok(Grant {
-            subject: c.sub,
-            client_id: c.client_id,
+            subject: c.sub.clone(),
+            client_id: c.client_id.clone(),
             consent_id,
             permissions: consent.permissions,
             account_ids: consent.account_ids,
             transaction_from: consent.transaction_from,
             transaction_to: consent.transaction_to,
             expires_at: consent.expires_at.map_or(exp, |e| e.min(exp)),
+        })
+    }
+
+    async fn verify_client(
+        &self,
+        authorization: &str,
+        client_cert_der: Option<&[u8]>,
+        dpop: Option<&str>,
+        method: &str,
+        url: &str,
+    ) -> Result<ClientGrant, AuthError> {
+        let (c, _) = self
+            .check_token(authorization, client_cert_der, dpop, method, url)
+            .await?;
+        // A client-credentials token is the client acting for itself: no customer, no
+        // consent. A customer's (authorization-code) token does not manage consents.
+        if c.consent_id.is_some() || c.sub != c.client_id {
+            return Err(AuthError::InsufficientScope);
+        }
+        Ok(ClientGrant {
+            client_id: c.client_id.clone(),
         })
     }
 }

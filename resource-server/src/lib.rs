@@ -8,27 +8,38 @@
 //!   JWKS, `cnf` binding, consent lookup through [`jwt::ConsentSource`]).
 //! * [`routes`]: the endpoints and the enforcement (permissions, selected accounts,
 //!   Basic/Detail fields, credits/debits, the transaction window).
+//! * [`consents`]: `account-access-consents` (create, read, delete) for
+//!   client-credentials tokens, over the shared consent store.
+//! * [`store`]: [`store::StoreConsentSource`], consent state read from `authz-store`.
+//! * [`ratelimit`]: per-client throttling (429 + `Retry-After`).
 //! * [`error`]: the OB error schema; [`headers`]: FAPI headers, 406/415, no query tokens.
 //! * [`openapi`]: the generated OpenAPI 3.1 document and Swagger UI.
 //!
-//! Depends on `fapi-jose` and `core-bank`, never on the authorization server's crates.
+//! Depends on `fapi-jose`, `core-bank`, `openbanking` (the consent domain) and the shared
+//! data layer `authz-store`; never on `authz-server` or `authz-core`.
 
 pub mod auth;
+pub mod consents;
 pub mod error;
 pub mod headers;
 pub mod jwt;
 pub mod ob;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
+pub mod store;
 
 use axum::Router;
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use std::sync::Arc;
 
-pub use auth::{AuthError, Grant, PeerCertificate, Permission, TokenVerifier};
+pub use auth::{AuthError, ClientGrant, Grant, PeerCertificate, Permission, TokenVerifier};
 pub use jwt::{
-    CachedConsentSource, ConsentSource, ConsentStatus, ConsentView, JwtVerifier, JwtVerifierConfig,
+    CachedConsentSource, Clock, ConsentSource, ConsentStatus, ConsentView, JwtVerifier,
+    JwtVerifierConfig, SystemClock,
 };
+pub use ratelimit::RateLimit;
+pub use store::StoreConsentSource;
 
 /// Transactions per page unless configured otherwise.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -37,23 +48,59 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub struct AppState {
     pub bank: Arc<dyn core_bank::CoreBank>,
     pub verifier: Arc<dyn TokenVerifier>,
+    /// The shared consent store: account-access consents are created, read and revoked
+    /// here (the authorization server reads the same records).
+    pub store: Arc<dyn authz_store::DurableStore>,
+    /// "Now" for consent timestamps and expiry; the verifier's clock.
+    pub clock: Arc<dyn Clock>,
     /// Scheme, host and port this server is reached at, without a trailing slash
     /// (`https://localhost:8445`): the base of `Links` and of DPoP `htu`.
     pub base_url: String,
     pub page_size: usize,
+    /// Per-client throttling after authentication; `None` = off.
+    pub rate_limit: Option<RateLimit>,
+    limiter: Arc<ratelimit::RateLimiter>,
 }
 
 impl AppState {
+    /// What the platform builds once per process and hands to [`router`]:
+    /// * `bank`: the core bank;
+    /// * `verifier`: normally a [`JwtVerifier`] over
+    ///   `CachedConsentSource::new(Arc::new(StoreConsentSource::new(store)), 1 s)`, with
+    ///   [`JwtVerifier::with_replay_store`] on the shared ephemeral store;
+    /// * `store`: the same durable store (consent endpoints);
+    /// * `clock`: the verifier's clock ([`SystemClock`] in production);
+    /// * `base_url`: the RS's external base URL (the tokens' `aud`).
+    ///
+    /// Page size is [`DEFAULT_PAGE_SIZE`] and throttling is off until `rate_limit` is set.
     pub fn new(
         bank: Arc<dyn core_bank::CoreBank>,
         verifier: Arc<dyn TokenVerifier>,
+        store: Arc<dyn authz_store::DurableStore>,
+        clock: Arc<dyn Clock>,
         base_url: impl Into<String>,
     ) -> Self {
         Self {
             bank,
             verifier,
+            store,
+            clock,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             page_size: DEFAULT_PAGE_SIZE,
+            rate_limit: None,
+            limiter: Arc::new(ratelimit::RateLimiter::default()),
+        }
+    }
+
+    /// Spends one request of `client_id`'s allowance; 429 with `Retry-After` when none
+    /// is left.
+    pub fn throttle(&self, client_id: &str) -> Result<(), error::ObError> {
+        match self.rate_limit {
+            None => Ok(()),
+            Some(limit) => self
+                .limiter
+                .check(limit, client_id)
+                .map_err(error::ObError::too_many_requests),
         }
     }
 }
@@ -63,6 +110,15 @@ pub fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
     use routes::*;
     let p = |s: &str| format!("{PREFIX}{s}");
     vec![
+        (
+            p("/account-access-consents"),
+            post(crate::consents::create_account_access_consent),
+        ),
+        (
+            p("/account-access-consents/{ConsentId}"),
+            get(crate::consents::get_account_access_consent)
+                .delete(crate::consents::delete_account_access_consent),
+        ),
         (p("/accounts"), get(get_accounts)),
         (p("/accounts/{AccountId}"), get(get_account)),
         (

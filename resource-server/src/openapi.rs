@@ -3,7 +3,7 @@
 //! document or documented but not routed.
 
 use crate::error::{ObErrorDetail, ObErrorResponse};
-use crate::routes;
+use crate::{consents, routes};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Doc, Required};
@@ -16,10 +16,13 @@ pub const OPENAPI_JSON_PATH: &str = "/open-banking/v4.0/aisp/openapi.json";
 #[openapi(
     info(
         title = "Wekeza Account Information API",
-        description = "UK Open Banking Read/Write v4-shaped account information endpoints. Every call needs a sender-constrained access token (mTLS `x5t#S256` or DPoP) in the Authorization header; what it returns is limited to the consent's permissions, accounts and transaction window.",
+        description = "UK Open Banking Read/Write v4-shaped account information endpoints. Every call needs a sender-constrained access token (mTLS `x5t#S256` or DPoP) in the Authorization header. Account-access consents are created, read and deleted with a client-credentials token (scope `accounts`); the account endpoints need the customer's authorization-code token and return only what its consent's permissions, accounts and transaction window allow.",
         version = "4.0.0"
     ),
     paths(
+        consents::create_account_access_consent,
+        consents::get_account_access_consent,
+        consents::delete_account_access_consent,
         routes::get_accounts,
         routes::get_account,
         routes::get_account_balances,
@@ -31,7 +34,12 @@ pub const OPENAPI_JSON_PATH: &str = "/open-banking/v4.0/aisp/openapi.json";
         routes::get_party,
         routes::get_account_parties,
     ),
-    components(schemas(ObErrorResponse, ObErrorDetail)),
+    components(schemas(
+        ObErrorResponse,
+        ObErrorDetail,
+        consents::ObReadConsent,
+        consents::ObReadConsentResponse
+    )),
     modifiers(&FapiHeaders)
 )]
 pub struct ApiDoc;
@@ -81,7 +89,10 @@ impl Modify for FapiHeaders {
         let requirement =
             utoipa::openapi::security::SecurityRequirement::new::<_, _, &str>("access_token", []);
         for item in doc.paths.paths.values_mut() {
-            if let Some(op) = item.get.as_mut() {
+            for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 op.parameters
                     .get_or_insert_with(Vec::new)
                     .extend(headers.iter().cloned().map(utoipa::openapi::RefOr::T));

@@ -34,6 +34,55 @@ impl FromRequestParts<AppState> for Access {
     type Rejection = ObError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ObError> {
+        let c = Credentials::from_parts(parts, state)?;
+        let grant = state
+            .verifier
+            .verify(
+                c.authorization,
+                c.cert.as_deref(),
+                c.dpop,
+                parts.method.as_str(),
+                &c.url,
+            )
+            .await?;
+        state.throttle(&grant.client_id)?;
+        let customer = state
+            .bank
+            .customer_for_subject(&grant.subject)
+            .await?
+            .ok_or_else(|| ObError::forbidden("the consent's customer holds no accounts here"))?;
+        let accounts = state
+            .bank
+            .accounts(&customer.id)
+            .await?
+            .into_iter()
+            .filter(|a| {
+                grant
+                    .account_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&a.id))
+            })
+            .collect();
+        Ok(Self {
+            grant,
+            customer,
+            accounts,
+        })
+    }
+}
+
+/// What a request presents for authentication: the single `Authorization` header, at
+/// most one `DPoP` header, the connection's client certificate and the request's
+/// absolute URL (DPoP `htu`).
+pub(crate) struct Credentials<'a> {
+    pub authorization: &'a str,
+    pub dpop: Option<&'a str>,
+    pub cert: Option<std::sync::Arc<[u8]>>,
+    pub url: String,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn from_parts(parts: &'a Parts, state: &AppState) -> Result<Self, ObError> {
         let mut auth = parts.headers.get_all(header::AUTHORIZATION).iter();
         let authorization = match (auth.next(), auth.next()) {
             (None, _) => return Err(AuthError::MissingToken.into()),
@@ -59,38 +108,11 @@ impl FromRequestParts<AppState> for Access {
             .extensions
             .get::<PeerCertificate>()
             .map(|c| c.0.clone());
-        let url = format!("{}{}", state.base_url, parts.uri.path());
-        let grant = state
-            .verifier
-            .verify(
-                authorization,
-                cert.as_deref(),
-                dpop,
-                parts.method.as_str(),
-                &url,
-            )
-            .await?;
-        let customer = state
-            .bank
-            .customer_for_subject(&grant.subject)
-            .await?
-            .ok_or_else(|| ObError::forbidden("the consent's customer holds no accounts here"))?;
-        let accounts = state
-            .bank
-            .accounts(&customer.id)
-            .await?
-            .into_iter()
-            .filter(|a| {
-                grant
-                    .account_ids
-                    .as_ref()
-                    .is_none_or(|ids| ids.contains(&a.id))
-            })
-            .collect();
         Ok(Self {
-            grant,
-            customer,
-            accounts,
+            authorization,
+            dpop,
+            cert,
+            url: format!("{}{}", state.base_url, parts.uri.path()),
         })
     }
 }
@@ -135,7 +157,7 @@ impl Access {
     }
 }
 
-fn self_link(state: &AppState, path: &str, query: Option<&str>) -> Links {
+pub(crate) fn self_link(state: &AppState, path: &str, query: Option<&str>) -> Links {
     let mut s = format!("{}{}", state.base_url, path);
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         s.push('?');

@@ -61,11 +61,11 @@ struct World {
     n: Mutex<u32>,
 }
 
-fn world() -> World {
-    world_with_page(100)
+async fn world() -> World {
+    world_with_page(100).await
 }
 
-fn world_with_page(page_size: usize) -> World {
+async fn world_with_page(page_size: usize) -> World {
     let bank = Arc::new(SandboxBank::new(
         generate(&GeneratorConfig::sandbox(date!(2026 - 11 - 20))).unwrap(),
     ));
@@ -84,7 +84,16 @@ fn world_with_page(page_size: usize) -> World {
         consents.clone(),
         Arc::new(FixedClock),
     );
-    let mut state = AppState::new(bank.clone(), Arc::new(verifier), AUD);
+    let store = authz_store::SqlStore::connect("sqlite::memory:", None)
+        .await
+        .unwrap();
+    let mut state = AppState::new(
+        bank.clone(),
+        Arc::new(verifier),
+        Arc::new(store),
+        Arc::new(FixedClock),
+        AUD,
+    );
     state.page_size = page_size;
     World {
         app: router(state),
@@ -200,7 +209,7 @@ fn all_transactions(body: &Value) -> &Vec<Value> {
 
 #[tokio::test]
 async fn accounts_lists_exactly_the_selected_accounts() {
-    let w = world();
+    let w = world().await;
     let picked = [w.alice[0].id.as_str(), w.alice[2].id.as_str()];
     let c = w.consent(all_permissions(), Some(&picked), (None, None));
     let (s, h, b) = w.get(&format!("{P}/accounts"), &w.token(&c)).await;
@@ -225,7 +234,7 @@ async fn accounts_lists_exactly_the_selected_accounts() {
 
 #[tokio::test]
 async fn balances_are_booked_and_available_from_the_ledger() {
-    let w = world();
+    let w = world().await;
     let card = w
         .alice
         .iter()
@@ -256,7 +265,7 @@ async fn balances_are_booked_and_available_from_the_ledger() {
 
 #[tokio::test]
 async fn beneficiaries_standing_orders_and_parties_are_served() {
-    let w = world();
+    let w = world().await;
     let t = w.full_token();
     let cur = &w.alice[0].id;
     let (s, _, b) = w
@@ -284,7 +293,7 @@ async fn beneficiaries_standing_orders_and_parties_are_served() {
 
 #[tokio::test]
 async fn accounts_outside_the_consent_are_refused() {
-    let w = world();
+    let w = world().await;
     let c = w.consent(
         all_permissions(),
         Some(&[w.alice[0].id.as_str(), "acc-closed-since"]),
@@ -349,7 +358,7 @@ async fn accounts_outside_the_consent_are_refused() {
 #[tokio::test]
 async fn every_endpoint_needs_its_permission() {
     use Permission::*;
-    let w = world();
+    let w = world().await;
     let a = &w.alice[0].id;
     let cases: Vec<(String, Vec<Permission>)> = vec![
         (
@@ -418,7 +427,7 @@ async fn every_endpoint_needs_its_permission() {
 #[tokio::test]
 async fn accounts_detail_adds_identification() {
     use Permission::*;
-    let w = world();
+    let w = world().await;
     let basic = w.consent(perms(&[ReadAccountsBasic]), None, (None, None));
     let detail = w.consent(perms(&[ReadAccountsDetail]), None, (None, None));
     let (_, _, b) = w
@@ -444,7 +453,7 @@ async fn accounts_detail_adds_identification() {
 #[tokio::test]
 async fn transactions_basic_hides_counterparty_and_merchant_detail() {
     use Permission::*;
-    let w = world();
+    let w = world().await;
     let card = w
         .alice
         .iter()
@@ -507,7 +516,7 @@ async fn transactions_basic_hides_counterparty_and_merchant_detail() {
 #[tokio::test]
 async fn beneficiaries_and_standing_orders_basic_hide_the_creditor_account() {
     use Permission::*;
-    let w = world();
+    let w = world().await;
     let a = &w.alice[0].id;
     let basic = w.consent(
         perms(&[ReadBeneficiariesBasic, ReadStandingOrdersBasic]),
@@ -542,7 +551,7 @@ async fn beneficiaries_and_standing_orders_basic_hide_the_creditor_account() {
 #[tokio::test]
 async fn credits_only_and_debits_only_filter_direction() {
     use Permission::*;
-    let w = world();
+    let w = world().await;
     for (p, want) in [
         (ReadTransactionsCredits, "Credit"),
         (ReadTransactionsDebits, "Debit"),
@@ -589,7 +598,7 @@ async fn credits_only_and_debits_only_filter_direction() {
 
 #[tokio::test]
 async fn transactions_outside_the_consent_window_are_excluded() {
-    let w = world_with_page(1000);
+    let w = world_with_page(1000).await;
     let from = datetime!(2026-06-01 00:00 +3);
     let to = datetime!(2026-06-30 23:59:59 +3);
     let c = w.consent(all_permissions(), None, (Some(from), Some(to)));
@@ -646,7 +655,7 @@ async fn transactions_outside_the_consent_window_are_excluded() {
 
 #[tokio::test]
 async fn transaction_pages_follow_links_without_gaps_or_repeats() {
-    let w = world_with_page(50);
+    let w = world_with_page(50).await;
     let t = w.full_token();
     let q = "fromBookingDateTime=2026-05-01T00:00:00&toBookingDateTime=2026-07-31T23:59:59";
     let mut next = Some(format!("{P}/transactions?{q}"));
@@ -674,7 +683,7 @@ async fn transaction_pages_follow_links_without_gaps_or_repeats() {
     let unique: BTreeSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len());
     // The union equals one big page.
-    let w2 = world_with_page(1000);
+    let w2 = world_with_page(1000).await;
     let (_, _, b) = w2
         .get(&format!("{P}/transactions?{q}"), &w2.full_token())
         .await;
@@ -687,7 +696,7 @@ async fn transaction_pages_follow_links_without_gaps_or_repeats() {
 
 #[tokio::test]
 async fn token_bound_to_another_certificate_is_refused() {
-    let w = world();
+    let w = world().await;
     let t = w.full_token();
     let path = format!("{P}/accounts");
     let (s, h, b) = w.get_with(&path, &t, Some(CERT_B)).await;
@@ -706,7 +715,7 @@ async fn token_bound_to_another_certificate_is_refused() {
 
 #[tokio::test]
 async fn invalid_tokens_are_refused() {
-    let w = world();
+    let w = world().await;
     let c = w.consent(all_permissions(), None, (None, None));
     let path = format!("{P}/accounts");
     let base = w.claims(&c);
@@ -784,7 +793,7 @@ async fn invalid_tokens_are_refused() {
 
 #[tokio::test]
 async fn tokens_only_from_the_authorization_header() {
-    let w = world();
+    let w = world().await;
     let t = w.full_token();
     // In the query only.
     let req = Request::get(format!("{P}/accounts?access_token={t}"))
@@ -816,7 +825,7 @@ async fn tokens_only_from_the_authorization_header() {
 
 #[tokio::test]
 async fn revoked_or_expired_consents_and_revoked_tokens_are_refused() {
-    let w = world();
+    let w = world().await;
     let c = w.consent(all_permissions(), None, (None, None));
     let t = w.token(&c);
     let path = format!("{P}/accounts");
@@ -902,7 +911,7 @@ async fn cached_consent_source_sees_revocation_within_a_second() {
 
 #[tokio::test]
 async fn dpop_bound_tokens_need_a_matching_fresh_proof() {
-    let w = world();
+    let w = world().await;
     let c = w.consent(all_permissions(), None, (None, None));
     let holder = SigningKey::generate(Alg::ES256, "tpp-dpop").unwrap();
     let jkt = holder.public_jwk().thumbprint_s256().unwrap();
@@ -992,7 +1001,7 @@ async fn dpop_bound_tokens_need_a_matching_fresh_proof() {
 
 #[tokio::test]
 async fn interaction_id_is_echoed_or_generated_on_success_and_error() {
-    let w = world();
+    let w = world().await;
     let t = w.full_token();
     let id = "93bac548-d2de-4546-b106-880a5018460d";
     for (auth, want) in [
@@ -1055,7 +1064,7 @@ async fn interaction_id_is_echoed_or_generated_on_success_and_error() {
 
 #[tokio::test]
 async fn unacceptable_accept_is_406_and_bad_body_type_is_415() {
-    let w = world();
+    let w = world().await;
     let t = w.full_token();
     let mk = |accept: Option<&str>, ct: Option<&str>, body: &'static str| {
         let mut r =
@@ -1117,7 +1126,7 @@ async fn openapi_document_matches_the_routes_and_is_served() {
     assert_eq!(documented, routed);
     let json = serde_json::to_value(&doc).unwrap();
     assert!(json["openapi"].as_str().unwrap().starts_with("3.1"));
-    let w = world();
+    let w = world().await;
     let (s, _, served) = w
         .call(
             Request::get(resource_server::openapi::OPENAPI_JSON_PATH)
@@ -1128,11 +1137,31 @@ async fn openapi_document_matches_the_routes_and_is_served() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(served, json, "the served document is the generated one");
     for path in &routed {
+        let item = &served["paths"][path];
+        let ok = ["get", "post", "delete"].iter().any(|m| {
+            item[m]["responses"]
+                .as_object()
+                .is_some_and(|r| r.keys().any(|k| k.starts_with('2')))
+        });
+        assert!(ok, "{path}");
+    }
+    for (path, method) in [
+        ("/account-access-consents", "post"),
+        ("/account-access-consents/{ConsentId}", "get"),
+        ("/account-access-consents/{ConsentId}", "delete"),
+    ] {
+        let op = &served["paths"][format!("{P}{path}")][method];
+        assert!(op.is_object(), "{method} {path}");
         assert!(
-            served["paths"][path]["get"]["responses"]["200"].is_object(),
-            "{path}"
+            op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "x-fapi-interaction-id"),
+            "{method} {path}"
         );
     }
+    assert!(served["components"]["schemas"]["ObReadConsentResponse"].is_object());
     let resp = w
         .app
         .clone()

@@ -7,6 +7,7 @@
 
 use crate::client_auth::{find_client, store};
 use crate::http::{cookie_value, html_page, query_pairs, redirect_303};
+use crate::ob;
 use crate::routes::par::PushedRequest;
 use crate::state::AppState;
 use authz_core::client::Client;
@@ -20,6 +21,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use consent_ui as ui;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub const COOKIE: &str = "__Host-wkz_ix";
@@ -318,14 +320,6 @@ pub struct OtpForm {
     otp: String,
 }
 
-#[derive(Deserialize)]
-pub struct ConsentForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    decision: String,
-}
-
 fn csrf_ok(ix: &Interaction, got: &str) -> bool {
     // Constant-time comparison of two equal-length random strings.
     got.len() == ix.csrf.len()
@@ -558,12 +552,25 @@ pub async fn get_consent(
     let Step::Consent { customer_id, .. } = &ix.step else {
         return redirect_303(where_next(&ix));
     };
+    consent_page(&st, &ix, &client, customer_id, &BTreeSet::new(), None).await
+}
+
+/// The consent page; for account access also the permissions, the transaction window
+/// and the customer's accounts (`picked` ticked, e.g. when shown again with `error`).
+async fn consent_page(
+    st: &AppState,
+    ix: &Interaction,
+    client: &Client,
+    customer_id: &str,
+    picked: &BTreeSet<String>,
+    error: Option<String>,
+) -> Response {
     let name = match st.store.find_customer(customer_id).await {
         Ok(Some(c)) => c.display_name,
         Ok(None) => String::new(),
         Err(e) => return server_error_page(&store(e)),
     };
-    let page = ui::ConsentPage {
+    let mut page = ui::ConsentPage {
         client_name: client.client_name.clone(),
         client_id: client.client_id.clone(),
         client_uri: client.client_uri.clone(),
@@ -575,11 +582,39 @@ pub async fn get_consent(
             .filter(|s| !s.is_empty())
             .map(ui::describe_scope)
             .collect(),
-        expires_text: expiry_text(&st),
+        expires_text: expiry_text(st),
         redirect_host: ix.request.redirect_uri.host(),
         csrf: ix.csrf.clone(),
         action: "/consent".into(),
+        permission_groups: vec![],
+        accounts: vec![],
+        transaction_window: None,
+        error,
     };
+    if ob::is_account_access(&ix.request) {
+        let parts = match ob::requested(st, &ix.request).await {
+            Ok(Some(d)) => ob::page_parts(st, &d, customer_id, picked).await,
+            Ok(None) => Err(OAuthError::server_error("account access request vanished")),
+            Err(e) => Err(e),
+        };
+        match parts {
+            Ok(p) => {
+                page.permission_groups = p.groups;
+                page.accounts = p.accounts;
+                page.transaction_window = p.window;
+                page.expires_text = p.expires_text;
+            }
+            Err(e) if e.code == authz_core::ErrorCode::InvalidRequest => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "This request can no longer be approved",
+                    "The app's request was withdrawn, expired or already answered. Go back to the app and start again.",
+                    Some("invalid_request"),
+                );
+            }
+            Err(e) => return server_error_page(&e),
+        }
+    }
     render(
         ui::render_consent(&page),
         StatusCode::OK,
@@ -591,19 +626,33 @@ pub async fn get_consent(
 pub async fn post_consent(
     State(st): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
-    axum::Form(form): axum::Form<ConsentForm>,
+    body: String,
 ) -> Response {
     let (ix, client) = match load(&st, &headers).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if !csrf_ok(&ix, &form.csrf) {
+    // Form fields by hand: `account` repeats, one per ticked account.
+    let pairs = query_pairs(Some(&body));
+    let field = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    if !csrf_ok(&ix, field("csrf")) {
         return csrf_failure();
     }
+    let picked: BTreeSet<String> = pairs
+        .iter()
+        .filter(|(n, _)| n == "account")
+        .map(|(_, v)| v.clone())
+        .collect();
     let Step::Consent { customer_id, auth } = ix.step.clone() else {
         return redirect_303(where_next(&ix));
     };
-    let approve = match form.decision.as_str() {
+    let approve = match field("decision") {
         "approve" => true,
         "deny" => false,
         _ => {
@@ -615,7 +664,11 @@ pub async fn post_consent(
             );
         }
     };
-    match decide(&st, &ix, &client, &customer_id, &auth, approve).await {
+    if approve && ob::is_account_access(&ix.request) && picked.is_empty() {
+        let msg = "Choose at least one account to share, or choose Deny.".to_owned();
+        return consent_page(&st, &ix, &client, &customer_id, &picked, Some(msg)).await;
+    }
+    match decide(&st, &ix, &client, &customer_id, &auth, approve, &picked).await {
         Ok(r) => {
             end(&st, &ix).await;
             clear_cookie(r)
@@ -623,6 +676,15 @@ pub async fn post_consent(
         Err(e) if e.code == authz_core::ErrorCode::InvalidRequestUri => {
             end(&st, &ix).await;
             clear_cookie(already_answered())
+        }
+        Err(e) if e.code == authz_core::ErrorCode::InvalidRequest => {
+            end(&st, &ix).await;
+            clear_cookie(error_page(
+                StatusCode::BAD_REQUEST,
+                "This request can no longer be approved",
+                "The app's request was withdrawn, expired or already answered, or the form was changed. Go back to the app and start again.",
+                Some("invalid_request"),
+            ))
         }
         Err(e) => server_error_page(&e),
     }
@@ -659,6 +721,7 @@ fn already_answered() -> Response {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn decide(
     st: &AppState,
     ix: &Interaction,
@@ -666,8 +729,12 @@ async fn decide(
     customer_id: &str,
     auth: &AuthContext,
     approve: bool,
+    picked: &BTreeSet<String>,
 ) -> OAuthResult<Response> {
     let now = st.clock.now();
+    let req = &ix.request;
+    // Read before the request is consumed, so a withdrawn intent is reported as such.
+    let account_access = ob::requested(st, req).await?;
     // The request_uri is consumed when the customer decides (FAPI 2.0 note: not at page
     // load, because link preloaders fetch pages). A second decision on it is refused.
     if !consume_request(st, ix).await? {
@@ -676,43 +743,60 @@ async fn decide(
             "request_uri already used",
         ));
     }
-    let req = &ix.request;
-    let consent = ConsentRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        client_id: client.client_id.clone(),
-        customer_id: Some(customer_id.to_owned()),
-        kind: "oauth".into(),
-        scopes: req.scope.clone(),
-        status: if approve {
-            ConsentStatus::Authorised
-        } else {
-            ConsentStatus::Rejected
+    let consent_id = match account_access {
+        Some(d) => match ob::decide(st, req, d, customer_id, approve, picked, &auth.acr).await? {
+            Ok(ob::Outcome::Approved { consent_id }) => consent_id,
+            Ok(ob::Outcome::Refused) => {
+                tracing::info!(client_id = %client.client_id, "customer refused account access");
+                return Ok(redirect_error(
+                    st,
+                    req,
+                    "access_denied",
+                    "the customer refused the request",
+                ));
+            }
+            Err(ob::Retry(msg)) => return Err(OAuthError::invalid_request(msg)),
         },
-        details: serde_json::json!({"redirect_uri": req.redirect_uri.as_str()}),
-        created_at: now,
-        updated_at: now,
-        expires_at: approve.then_some(now + st.config.consent_ttl_secs),
+        None => {
+            let consent = ConsentRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                client_id: client.client_id.clone(),
+                customer_id: Some(customer_id.to_owned()),
+                kind: "oauth".into(),
+                scopes: req.scope.clone(),
+                status: if approve {
+                    ConsentStatus::Authorised
+                } else {
+                    ConsentStatus::Rejected
+                },
+                details: serde_json::json!({"redirect_uri": req.redirect_uri.as_str()}),
+                created_at: now,
+                updated_at: now,
+                expires_at: approve.then_some(now + st.config.consent_ttl_secs),
+            };
+            let audit = AuditEntry {
+                consent_id: consent.id.clone(),
+                at: now,
+                actor: format!("customer:{customer_id}"),
+                action: if approve { "authorised" } else { "rejected" }.into(),
+                detail: format!("scope={}; acr={}", req.scope, auth.acr),
+            };
+            st.store
+                .insert_consent(&consent, &audit)
+                .await
+                .map_err(store)?;
+            tracing::info!(client_id = %client.client_id, consent_id = %consent.id, approved = approve, "customer decided");
+            if !approve {
+                return Ok(redirect_error(
+                    st,
+                    req,
+                    "access_denied",
+                    "the customer refused the request",
+                ));
+            }
+            consent.id
+        }
     };
-    let audit = AuditEntry {
-        consent_id: consent.id.clone(),
-        at: now,
-        actor: format!("customer:{customer_id}"),
-        action: if approve { "authorised" } else { "rejected" }.into(),
-        detail: format!("scope={}; acr={}", req.scope, auth.acr),
-    };
-    st.store
-        .insert_consent(&consent, &audit)
-        .await
-        .map_err(store)?;
-    tracing::info!(client_id = %client.client_id, consent_id = %consent.id, approved = approve, "customer decided");
-    if !approve {
-        return Ok(redirect_error(
-            st,
-            req,
-            "access_denied",
-            "the customer refused the request",
-        ));
-    }
     let code = crate::random_token(32);
     let grant = CodeGrant {
         client_id: client.client_id.clone(),
@@ -720,7 +804,7 @@ async fn decide(
         code_challenge: req.code_challenge.clone(),
         nonce: req.nonce.clone(),
         scope: req.scope.clone(),
-        consent_id: consent.id.clone(),
+        consent_id,
         sub: customer_id.to_owned(),
         auth: auth.clone(),
         expires_at: now + st.config.code_ttl_secs,

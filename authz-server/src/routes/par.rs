@@ -60,6 +60,10 @@ async fn par(
     let mut request = validate_pushed(&params, &client, &st.issuer, st.clock.now())?;
     // RFC 9449 §10.1: the proof's key binds the code; with dpop_jkt too, they must agree.
     bind_dpop_key(&mut request, proof.as_ref().map(|p| p.jkt.as_str()))?;
+    // UK OB: the intent must be this client's and still awaiting authorisation.
+    if let Some(intent) = &request.intent_id {
+        crate::ob::check_intent(st, &client.client_id, intent).await?;
+    }
     let now = st.clock.now();
     let request_uri = format!(
         "{}{}",

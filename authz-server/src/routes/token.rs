@@ -7,7 +7,7 @@
 use crate::client_auth::{authenticate, store};
 use crate::dpop;
 use crate::http::{ApiError, ClientCert, OAuthForm, PeerCert, json_no_store};
-use crate::issue::{AccessTokenInput, consent_is_active, mint_access_token, mint_id_token};
+use crate::issue::{AccessTokenInput, active_consent, mint_access_token, mint_id_token};
 use crate::routes::authorize::CodeGrant;
 use crate::state::AppState;
 use authz_core::client::{Client, GrantType, SenderConstraint};
@@ -173,9 +173,10 @@ async fn authorization_code(
         ));
     }
     verify_pkce(p.get("code_verifier").copied(), &grant.code_challenge)?;
-    consent_is_active(st, &grant.consent_id)
+    let consent = active_consent(st, &grant.consent_id)
         .await
         .map_err(|_| OAuthError::invalid_grant("the consent is no longer active"))?;
+    let extras = crate::ob::token_extras(&consent);
 
     let (at, _) = mint_access_token(
         st,
@@ -186,6 +187,7 @@ async fn authorization_code(
             cnf,
             consent_id: Some(&grant.consent_id),
             auth: Some(&grant.auth),
+            authorization_details: extras.authorization_details.as_ref(),
         },
     )?;
     let rt = new_refresh_token(st, client, &grant, cnf).await?;
@@ -197,13 +199,17 @@ async fn authorization_code(
         "refresh_token": rt,
         "consent_id": grant.consent_id,
     });
+    if let Some(d) = &extras.authorization_details {
+        body["authorization_details"] = d.clone();
+    }
     if grant.scope.split(' ').any(|s| s == "openid") {
         body["id_token"] = json!(mint_id_token(
             st,
             client,
             &grant.sub,
             grant.nonce.as_deref(),
-            &grant.auth
+            &grant.auth,
+            extras.intent_id.as_deref(),
         )?);
     }
     Ok(body)
@@ -279,11 +285,14 @@ async fn refresh_token(
             Confirmation::Dpop { .. } => "refresh token is bound to a different DPoP key",
         }));
     }
-    if let Some(cid) = &rec.consent_id {
-        consent_is_active(st, cid)
-            .await
-            .map_err(|_| OAuthError::invalid_grant("the consent is no longer active"))?;
-    }
+    let extras = match &rec.consent_id {
+        Some(cid) => crate::ob::token_extras(
+            &active_consent(st, cid)
+                .await
+                .map_err(|_| OAuthError::invalid_grant("the consent is no longer active"))?,
+        ),
+        None => Default::default(),
+    };
     let granted = Scope::parse(&rec.scope).unwrap_or_default();
     let scope = match p.get("scope") {
         None => rec.scope.clone(),
@@ -306,16 +315,21 @@ async fn refresh_token(
             cnf,
             consent_id: rec.consent_id.as_deref(),
             auth: auth.as_ref(),
+            authorization_details: extras.authorization_details.as_ref(),
         },
     )?;
-    Ok(json!({
+    let mut body = json!({
         "access_token": at,
         "token_type": token_type(cnf),
         "expires_in": st.config.access_token_ttl_secs,
         "scope": scope,
         // Not rotated: the same refresh token stays valid.
         "refresh_token": token,
-    }))
+    });
+    if let Some(d) = extras.authorization_details {
+        body["authorization_details"] = d;
+    }
+    Ok(body)
 }
 
 fn client_credentials(
@@ -352,6 +366,7 @@ fn client_credentials(
             cnf,
             consent_id: None,
             auth: None,
+            authorization_details: None,
         },
     )?;
     Ok(

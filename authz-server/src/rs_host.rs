@@ -1,0 +1,248 @@
+//! Hosting the resource server (the `resource-server` crate) on its own mTLS listener.
+//!
+//! The RS shares no code path with the AS's handlers: it sees the AS only through the
+//! shared data layer (the consent store, the revocation list, the replay store) and the
+//! AS's public keys. `wekeza run` starts it in the same process on its own port;
+//! `wekeza rs` runs it alone, as its own process, for deployments that scale the two
+//! apart (ADR 0009).
+
+use crate::tls::TlsInfo;
+use anyhow::Context;
+use authz_store::{DurableStore, EphemeralStore};
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use resource_server::jwt::{CachedConsentSource, JwtVerifier, JwtVerifierConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The platform clock, as the RS reads it.
+struct RsClock(Arc<dyn crate::clock::Clock>);
+
+impl resource_server::jwt::Clock for RsClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(self.0.now()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// Hands the connection's client certificate to the RS as a request extension.
+async fn peer_certificate(mut req: Request, next: Next) -> Response {
+    let cert = req
+        .extensions()
+        .get::<ConnectInfo<TlsInfo>>()
+        .and_then(|ConnectInfo(i)| i.client_cert.clone());
+    if let Some(c) = cert {
+        let der: Arc<[u8]> = Arc::from(c.as_ref());
+        req.extensions_mut()
+            .insert(resource_server::PeerCertificate(der));
+    }
+    next.run(req).await
+}
+
+pub struct RsInputs {
+    pub store: Arc<dyn DurableStore>,
+    pub eph: Arc<dyn EphemeralStore>,
+    pub bank: Arc<dyn core_bank::CoreBank>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// The AS issuer (`iss` of access tokens).
+    pub issuer: String,
+    /// This RS's base URL (`aud` of access tokens, base of links and DPoP `htu`).
+    pub base_url: String,
+    /// The AS's verification keys.
+    pub keys: Vec<fapi_jose::Jwk>,
+    /// Requests per second and burst per client; `None` disables throttling.
+    pub rate_limit: Option<(u32, u32)>,
+}
+
+/// Serve the RS on `tcp` until `stop` turns true. Returns the verifier, so its keys can
+/// be refreshed.
+pub fn spawn(
+    tcp: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    i: RsInputs,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<JwtVerifier>, tokio::task::JoinHandle<()>)> {
+    let clock: Arc<dyn resource_server::jwt::Clock> = Arc::new(RsClock(i.clock));
+    let consents = Arc::new(CachedConsentSource::new(
+        Arc::new(resource_server::StoreConsentSource::new(i.store.clone())),
+        Duration::from_secs(1),
+    ));
+    let verifier = Arc::new(
+        JwtVerifier::new(
+            JwtVerifierConfig::new(i.issuer, i.base_url.clone()),
+            i.keys,
+            consents,
+            clock.clone(),
+        )
+        .with_replay_store(i.eph),
+    );
+    let mut state =
+        resource_server::AppState::new(i.bank, verifier.clone(), i.store, clock, i.base_url);
+    state.rate_limit = i
+        .rate_limit
+        .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
+    let app = resource_server::router(state).layer(axum::middleware::from_fn(peer_certificate));
+    let listener = crate::tls::TlsListener::spawn(tcp, tls).context("resource server TLS")?;
+    let task = tokio::spawn(async move {
+        let svc = app.into_make_service_with_connect_info::<TlsInfo>();
+        let until = async move {
+            let _ = stop.wait_for(|v| *v).await;
+        };
+        if let Err(e) = axum::serve(listener, svc)
+            .with_graceful_shutdown(until)
+            .await
+        {
+            tracing::error!(error = %e, "resource server stopped with an error");
+        }
+    });
+    Ok((verifier, task))
+}
+
+/// The resource server running on its own (`wekeza rs`).
+pub struct StandaloneRs {
+    pub addr: std::net::SocketAddr,
+    pub base_url: String,
+    shutdown: watch::Sender<bool>,
+    serve: tokio::task::JoinHandle<()>,
+    refresh: tokio::task::JoinHandle<()>,
+}
+
+impl StandaloneRs {
+    /// Stop accepting, let in-flight requests finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.refresh.abort();
+        let _ = self.serve.await;
+    }
+}
+
+/// How often the AS's JWKS is fetched again (picks up rotated keys).
+const JWKS_REFRESH: Duration = Duration::from_secs(60);
+
+async fn fetch_jwks(http: &reqwest::Client, url: &str) -> anyhow::Result<Vec<fapi_jose::Jwk>> {
+    #[derive(serde::Deserialize)]
+    struct Set {
+        keys: Vec<fapi_jose::Jwk>,
+    }
+    let set: Set = http
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    anyhow::ensure!(!set.keys.is_empty(), "the JWKS at {url} is empty");
+    Ok(set.keys)
+}
+
+/// Start the resource server alone: the same stores as the AS, the AS's keys fetched from
+/// its JWKS over TLS, TLS material from the sandbox certificates (or the configured files).
+pub async fn start_standalone(
+    config: crate::config::Config,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> anyhow::Result<StandaloneRs> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
+    let (store, eph) = crate::connect_stores(&config).await?;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| {
+            format!(
+                "reading {} (start the platform once with `wekeza run` to create it)",
+                p.display()
+            )
+        })
+    };
+    let (chain_pem, key_pem, ca_pem) = match config.mode {
+        crate::config::Mode::Sandbox => (
+            read(&config.certs_dir.join("server.pem"))?,
+            read(&config.certs_dir.join("server.key"))?,
+            read(&config.certs_dir.join("ca.pem"))?,
+        ),
+        crate::config::Mode::Production => {
+            let file = |p: &Option<std::path::PathBuf>| -> anyhow::Result<String> {
+                read(p.as_deref().context("missing file setting")?)
+            };
+            (
+                file(&config.tls_cert_file)?,
+                file(&config.tls_key_file)?,
+                file(&config.client_ca_file)?,
+            )
+        }
+    };
+    let chain = crate::tls::load_chain(chain_pem.as_bytes())?;
+    let key = crate::tls::load_key(key_pem.as_bytes())?;
+    let tls =
+        crate::tls::server_config(chain, key, Some(crate::tls::load_chain(ca_pem.as_bytes())?))?;
+
+    let host = &config.public_host;
+    let issuer = format!("https://{host}:{}", config.web_port);
+    let jwks_url = format!("{issuer}/jwks");
+    let mut http = reqwest::Client::builder().timeout(Duration::from_secs(5));
+    if config.mode == crate::config::Mode::Sandbox {
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes())?);
+    }
+    let http = http.build()?;
+    // The AS may still be starting: try for a while.
+    let mut keys = None;
+    for _ in 0..50 {
+        match fetch_jwks(&http, &jwks_url).await {
+            Ok(k) => {
+                keys = Some(k);
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "authorization server JWKS not available yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let keys =
+        keys.with_context(|| format!("fetching the authorization server's keys from {jwks_url}"))?;
+
+    let bind: std::net::IpAddr = config.bind_address.parse()?;
+    let tcp = TcpListener::bind((bind, config.rs_port))
+        .await
+        .with_context(|| format!("binding resource server port {}", config.rs_port))?;
+    let addr = tcp.local_addr()?;
+    let base_url = format!("https://{host}:{}", addr.port());
+    let bank = crate::sandbox_bank(&*store, clock.now()).await?;
+    let (tx, rx) = watch::channel(false);
+    let (verifier, task) = spawn(
+        tcp,
+        tls,
+        RsInputs {
+            store,
+            eph,
+            bank,
+            clock,
+            issuer,
+            base_url: base_url.clone(),
+            keys,
+            rate_limit: config.rs_rate_limit(),
+        },
+        rx,
+    )?;
+    let refresh = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(JWKS_REFRESH).await;
+            match fetch_jwks(&http, &jwks_url).await {
+                Ok(k) => verifier.set_keys(k),
+                Err(e) => {
+                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys")
+                }
+            }
+        }
+    });
+    Ok(StandaloneRs {
+        addr,
+        base_url,
+        shutdown: tx,
+        serve: task,
+        refresh,
+    })
+}

@@ -1,0 +1,30 @@
+//! The open-banking consent domain, shared by the authorization server (which records a
+//! consent and lets the customer authorise it) and the resource server (which creates
+//! intents and enforces them). Pure rules, no I/O: parsing and validating what a TPP
+//! asks for through either way in (the UK OB intent body, or RFC 9396
+//! `authorization_details`), the stored shape of an account-access consent, and the
+//! words a customer reads on the consent page.
+//!
+//! One stored shape for both ways in means one enforcement path at the resource server.
+
+pub mod account_access;
+pub mod permission;
+
+pub use account_access::{
+    AccountAccessDetails, AccountAccessRequest, ConsentError, ErrorKind, ObStatus, Source,
+    StatusReason, intent_id_from_claims, parse_authorization_details, parse_intent_body,
+};
+pub use permission::Permission;
+
+/// `ConsentRecord::kind` of an account-access consent.
+pub const KIND_ACCOUNT_ACCESS: &str = "account-access";
+
+/// The RFC 9396 `type` that carries an account-access consent.
+pub const RAR_TYPE_ACCOUNT_INFORMATION: &str = "account_information";
+
+/// Every `authorization_details` type this platform understands (advertised in discovery
+/// as `authorization_details_types_supported`).
+pub const RAR_TYPES_SUPPORTED: &[&str] = &[RAR_TYPE_ACCOUNT_INFORMATION];
+
+/// The scope a TPP needs for account information.
+pub const SCOPE_ACCOUNTS: &str = "accounts";
