@@ -27,7 +27,11 @@ enum Cmd {
     Run,
     /// Start only the resource server (needs a running authorization server: it fetches
     /// its JWKS, and shares its database).
-    Rs,
+    Rs {
+        /// Stop when stdin closes (set by `wekeza run` for its child).
+        #[arg(long, hide = true)]
+        watch_parent: bool,
+    },
     /// Validate the configuration and exit.
     CheckConfig,
     /// Retire the active signing key of an algorithm and create a new one (restart to apply).
@@ -97,7 +101,7 @@ fn main() -> std::process::ExitCode {
             }
         }
         Cmd::Run => run(cfg, cli.config),
-        Cmd::Rs => run_rs(cfg),
+        Cmd::Rs { watch_parent } => run_rs(cfg, watch_parent),
     }
 }
 
@@ -123,7 +127,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn run_rs(cfg: Config) -> std::process::ExitCode {
+fn run_rs(cfg: Config, watch_parent: bool) -> std::process::ExitCode {
     init_logs(&cfg);
     let Some(rt) = runtime() else {
         return std::process::ExitCode::FAILURE;
@@ -137,20 +141,44 @@ fn run_rs(cfg: Config) -> std::process::ExitCode {
             }
         };
         tracing::info!(base_url = %rs.base_url, "resource server listening");
-        shutdown_signal().await;
+        // Started by `wekeza run`: the parent holds our stdin open; EOF means it is gone
+        // (even after a SIGKILL), and an orphaned resource server must not linger.
+        let parent_gone = async {
+            if watch_parent {
+                let mut buf = [0u8; 64];
+                let mut stdin = tokio::io::stdin();
+                while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                tracing::warn!("the platform process is gone; stopping the resource server");
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = shutdown_signal() => {},
+            _ = parent_gone => {},
+        }
         rs.shutdown().await;
         std::process::ExitCode::SUCCESS
     })
 }
 
-/// The resource server as a child process with the same configuration.
+/// The resource server as a child process with the same configuration. The child's
+/// stdin stays open for as long as this process lives.
 fn spawn_rs_child(config: Option<&PathBuf>) -> std::io::Result<tokio::process::Child> {
     let exe = std::env::current_exe()?;
     let mut cmd = tokio::process::Command::new(exe);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    cmd.arg("rs").kill_on_drop(true).spawn()
+    cmd.arg("rs")
+        .arg("--watch-parent")
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
 }
 
 fn run(cfg: Config, config_file: Option<PathBuf>) -> std::process::ExitCode {
@@ -181,6 +209,9 @@ fn run(cfg: Config, config_file: Option<PathBuf>) -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        // `wait()` would close the child's stdin; held here, it closes only when this
+        // process ends (the child's signal that the platform is gone).
+        let _parent_alive = rs.stdin.take();
         banner(&platform);
         let code = tokio::select! {
             _ = shutdown_signal() => std::process::ExitCode::SUCCESS,
