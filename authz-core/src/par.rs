@@ -549,7 +549,8 @@ mod tests {
         let registered = |c: &mut Client| {
             c.authorization_details_types = vec!["account_information".into()];
         };
-        let with = |edit: &dyn Fn(&mut Vec<(String, String)>), reg: bool| {
+        type Edit<'a> = &'a dyn Fn(&mut Vec<(String, String)>);
+        let with = |edit: Edit<'_>, reg: bool| {
             let mut p = base();
             edit(&mut p);
             let m = single_valued(&p).unwrap();
