@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # FAPI 2.0 conformance in CI: build the AS and the runner, start a fresh sandbox platform
 # (temporary directory, free ports, short lifetimes), run every supported variant (the
-# Security Profile plan's, and the Message Signing plan's signed_non_repudiation + jarm
-# variants the kit has clients for) in parallel, stop the server. Exits non-zero on any
-# FAIL (or if the platform does not come up).
+# Security Profile plan's, the Message Signing plan's signed_non_repudiation + jarm
+# variants the kit has clients for, and the fapi_profile=openbanking_uk ones against the
+# resource server) in parallel, stop the server. Exits non-zero on any FAIL (or if the
+# platform, resource server included, does not come up).
 #
 #   fapi-conformance/run-ci.sh [extra runner flags, e.g. --module happy-flow --verbose]
 #
 # Env: FAPI_CONFORMANCE_REPORT_DIR (default target/fapi-conformance),
-#      FAPI_CONFORMANCE_KEEP=1 keeps the sandbox directory for inspection.
+#      FAPI_CONFORMANCE_KEEP=1 keeps the sandbox directory for inspection,
+#      CARGO_TARGET_DIR is honoured (the binaries are taken from cargo's target directory).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,7 +73,8 @@ up=0
 for _ in $(seq 1 120); do
     if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
     if [[ -s "$kit" ]] && (exec 3<>"/dev/tcp/127.0.0.1/$mtls_port") 2>/dev/null \
-        && (exec 3<>"/dev/tcp/127.0.0.1/$web_port") 2>/dev/null; then
+        && (exec 3<>"/dev/tcp/127.0.0.1/$web_port") 2>/dev/null \
+        && (exec 3<>"/dev/tcp/127.0.0.1/$rs_port") 2>/dev/null; then
         up=1
         break
     fi
@@ -82,7 +85,7 @@ if [[ "$up" != 1 ]]; then
     tail -n 50 "$work/server.log" >&2 || true
     exit 1
 fi
-echo "sandbox platform up: https://localhost:$web_port (mTLS $mtls_port), PAR ttl ${par_ttl}s, code ttl ${code_ttl}s"
+echo "sandbox platform up: https://localhost:$web_port (mTLS $mtls_port, resource server $rs_port), PAR ttl ${par_ttl}s, code ttl ${code_ttl}s"
 
 set +e
 "$bin/fapi-conformance" \

@@ -3,6 +3,8 @@
 #   Wekeza (release build, fresh temp dir, mTLS + private_key_jwt ES256, JWT ATs) with wekeza-load,
 #   the full code flow with wekeza-load, the token runs again with the replay cache in Redis,
 #   node-oidc-provider (../shared/peers) with its own wrk script AND with wekeza-load --target-http,
+#   the resource server (the platform's `wekeza rs` child): account balances closed loop (peak), open
+#   loop at half the peak, one transactions page closed loop (no peer: node-oidc-provider has no RS),
 #   plus `openssl speed ecdsap256` for the crypto bound.
 # Writes a median table to stdout and into docs/benchmarks.md (between the bench markers).
 #
@@ -14,7 +16,8 @@
 #      MAX_TRIES     attempts per run before keeping a noisy one (default 3)
 #      FLOW_DURATION / FLOW_CONNECTIONS   flow scenario (default 20s / 8)
 #      WEKEZA_WEB_PORT / WEKEZA_MTLS_PORT / WEKEZA_RS_PORT   (default 8443-8445 if free)
-#      PEER_PORT     (default 3000 if free);  REDIS_SET=0  skip the Redis set
+#      PEER_PORT     (default 3000 if free);  REDIS_SET=0  skip the Redis set;  RS_SET=0  skip the RS set
+#      RS_RUNS       runs per RS scenario (default: runs)
 #      NO_BUILD=1    skip cargo build;  NO_DOC=1  leave docs/benchmarks.md alone
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,6 +35,14 @@ else
   out="$repo/target/bench/$(date -u +%Y%m%dT%H%M%SZ)"; mkdir -p "$out"
 fi
 raw="$out/raw.txt"; tsv="$out/runs.tsv"; stamp="$(basename "$out")"
+
+med() { # set column [range] -> median, or "min–max"
+  awk -F'\t' -v s="$1" -v c="$2" -v want="${3:-med}" 'NR>1 && $1==s {a[++n]=$c+0}
+    END{if(!n){print "n/a"; exit}; for(i=1;i<=n;i++)for(j=i+1;j<=n;j++)if(a[j]<a[i]){t=a[i];a[i]=a[j];a[j]=t}
+      m=(n%2)?a[(n+1)/2]:(a[n/2]+a[n/2+1])/2
+      if(want=="range") printf "%.0f–%.0f", a[1], a[n]; else print m}' "$tsv"
+}
+has() { awk -F'\t' -v s="$1" 'NR>1 && $1==s {f=1} END{exit !f}' "$tsv"; }
 
 if [ -z "$report" ]; then
 : > "$raw"
@@ -147,6 +158,7 @@ measure() { # set run kind(tool|wrk) command... : appends the kept attempt to th
   done
   printf '%s\n' "$row" >> "$tsv"
   [ "$kind" = tool ] && [ "$set" = flow ] && grep '^RESULT' <<<"$o" | sed 's/^/FLOW /' >> "$raw"
+  [ "$kind" = tool ] && [ "${set#rs-}" != "$set" ] && grep '^RESULT' <<<"$o" | sed "s/^/RS $set /" >> "$raw"
   return 0
 }
 
@@ -164,6 +176,27 @@ for r in $(seq 1 "$runs"); do
   measure wekeza "$r" tool "$load" token --kit "$kit" --duration "$dur" --connections "$conns" --server-pid "$spid"
 done
 measure flow 1 tool "$load" flow --kit "$kit" --duration "$fdur" --connections "$fconns" --server-pid "$spid"
+
+# Resource server: the platform runs it as a child process (`wekeza rs`, WEKEZA_RS_PORT); the
+# server CPU is the AS parent + the RS child. Setup per run (not timed): a customer consent over
+# all the sandbox customer's accounts, then reads with that certificate-bound token.
+if [ "${RS_SET:-1}" != 0 ]; then
+  rschild="$(pgrep -P "$spid" -x wekeza | head -1)"
+  [ -n "$rschild" ] || { log "no resource-server child process under wekeza $spid"; exit 1; }
+  rsruns="${RS_RUNS:-$runs}"
+  for r in $(seq 1 "$rsruns"); do
+    measure rs-balances "$r" tool "$load" rs --kit "$kit" --scenario balances --duration "$dur" --connections "$conns" --server-pid "$spid,$rschild"
+  done
+  half="$(awk -v p="$(med rs-balances 3)" 'BEGIN{printf "%.0f", p/2}')"
+  printf 'rs half rate: %s\n' "$half" >> "$raw"
+  log "RS peak (median) $(med rs-balances 3) req/s: open loop at $half req/s"
+  for r in $(seq 1 "$rsruns"); do
+    measure rs-half "$r" tool "$load" rs --kit "$kit" --scenario balances --rate "$half" --duration "$dur" --connections "$conns" --server-pid "$spid,$rschild"
+  done
+  for r in $(seq 1 "$rsruns"); do
+    measure rs-transactions "$r" tool "$load" rs --kit "$kit" --scenario transactions --duration "$dur" --connections "$conns" --server-pid "$spid,$rschild"
+  done
+fi
 stop_wekeza
 
 # Same, with the ephemeral store (jti replay cache) in a local Redis; its CPU counts as server.
@@ -202,13 +235,6 @@ read -r sign_s verify_s < <(awk '/^openssl speed ecdsap256:/{print $5, $7; exit}
 code="$(awk '/^code: /{sub(/^code: /,""); print; exit}' "$raw")"
 [ -n "$code" ] || code="$(cd "$repo" && git rev-parse --short HEAD) (at report time)"
 flowline="$(awk '/^FLOW RESULT/{sub(/^FLOW /,""); l=$0} END{print l}' "$raw")"
-med() { # set column [range] -> median, or "min–max"
-  awk -F'\t' -v s="$1" -v c="$2" -v want="${3:-med}" 'NR>1 && $1==s {a[++n]=$c+0}
-    END{if(!n){print "n/a"; exit}; for(i=1;i<=n;i++)for(j=i+1;j<=n;j++)if(a[j]<a[i]){t=a[i];a[i]=a[j];a[j]=t}
-      m=(n%2)?a[(n+1)/2]:(a[n/2]+a[n/2+1])/2
-      if(want=="range") printf "%.0f–%.0f", a[1], a[n]; else print m}' "$tsv"
-}
-has() { awk -F'\t' -v s="$1" 'NR>1 && $1==s {f=1} END{exit !f}' "$tsv"; }
 calc() { awk "BEGIN{printf \"$1\", $2}"; }
 row() { # set label generator transport
   has "$1" || return 0
@@ -216,6 +242,7 @@ row() { # set label generator transport
     "$(med "$1" 3)" "$(med "$1" 3 range)" "$(med "$1" 4)" "$(med "$1" 5)" "$(med "$1" 6)" \
     "$(med "$1" 8)" "$(calc '%.0f' "1e6*$(med "$1" 8)/$(med "$1" 3)")" "$(med "$1" 9)" "$(med "$1" 10)"
 }
+rsn=$(awk -F'\t' '$1=="rs-balances"{n++} END{print n+0}' "$tsv")
 peer_wrk=$(med peer-wrk 3); peer_tool=$(med peer-tool 3)
 bound1=$(calc '%.0f' "1/(1/$sign_s + 1/$verify_s)")
 ncpu=$(nproc)
@@ -231,7 +258,7 @@ section="$out/section.md"
   echo
   echo "- machine: $ncpu × $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2; exit}'), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(. /etc/os-release; echo "$PRETTY_NAME"), $(openssl version | cut -d' ' -f1-2), $(rustc --version | cut -d' ' -f1-2), wrk $(wrk -v 2>&1 | awk 'NR==1{print $2}')"
   echo "- code: $code, Wekeza release build in sandbox mode (SQLite file, WAL), peer: oidc-provider (\`peers/oidc-provider\`, Node 22, in-process Map storage)"
-  echo "- commands: \`loadtest/bench.sh $runs $dur $conns\` = \`wekeza-load token --kit … --duration $dur --connections $conns --server-pid …\` ×$runs, \`wekeza-load flow --kit … --duration $fdur --connections $fconns\` ×1, the token runs again with \`REDIS_URL\` (local \`redis-server --save '' --appendonly no\`), peer: \`load.sh http://127.0.0.1:$pport pkjwt $dur $conns 2\` ×$runs, \`wekeza-load token --target-http http://127.0.0.1:$pport --client-id pkjwt-client --jwk …/client.private.jwk.json\` ×$runs (fresh peer process per set)"
+  echo "- commands: \`loadtest/bench.sh $runs $dur $conns\` = \`wekeza-load token --kit … --duration $dur --connections $conns --server-pid …\` ×$runs, \`wekeza-load flow --kit … --duration $fdur --connections $fconns\` ×1, the token runs again with \`REDIS_URL\` (local \`redis-server --save '' --appendonly no\`), peer: \`load.sh http://127.0.0.1:$pport pkjwt $dur $conns 2\` ×$runs, \`wekeza-load token --target-http http://127.0.0.1:$pport --client-id pkjwt-client --jwk …/client.private.jwk.json\` ×$runs (fresh peer process per set)$(has rs-balances && echo "; RS on the first Wekeza process: \`wekeza-load rs --kit … --scenario balances --duration $dur --connections $conns --server-pid <wekeza>,<its rs child>\` ×$rsn, the same with \`--rate <half the median peak>\` ×$rsn, \`--scenario transactions\` ×$rsn")"
   echo "- quietness: before each run the script waited (≤ ${QUIET_MAX:-90} s) for < 10 % of a core busy, and redid a run (≤ ${MAX_TRIES:-3} attempts) whose \`cpu other\` exceeded ${RETRY_OTHER:-0.3} cores. \`cpu other\` (cores used by neither server nor load generator) of the kept runs: $(awk -F'\t' 'NR>1{printf "%s%s %s", (NR>2?", ":""), $1, $10}' "$tsv"); 1-min load average before each: $(awk -F'\t' 'NR>1{printf "%s%s", (NR>2?", ":""), $11}' "$tsv"). Raw output: \`target/bench/$stamp/\` (not committed)."
   echo
   echo "Token endpoint, client_credentials + private_key_jwt (ES256) → JWT access token (ES256), HTTP/1.1, $conns persistent connections, closed loop, $runs × $dur, medians:"
@@ -255,8 +282,29 @@ section="$out/section.md"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     echo "| $(kv "$flowline" flows_s) | $(kv "$flowline" failed) | $(f par) | $(f authorize) | $(f login) | $(f otp) | $(f consent) | $(f token) | $(f flow) | $(kv "$flowline" cpu_server) | $(kv "$flowline" cpu_tool) | $(kv "$flowline" cpu_other) |"
   fi
+  if has rs-balances; then
+    rsl() { awk -v s="$1" -v k="$2" '$1=="RS" && $2==s {for(i=3;i<=NF;i++){split($i,a,"="); if(a[1]==k) v=a[2]}} END{print v}' "$raw"; }
+    half="$(awk '/^rs half rate:/{v=$4} END{print v}' "$raw")"
+    peak="$(med rs-balances 3)"; p99half="$(med rs-half 5)"
+    rsrow() { # set label
+      has "$1" || return 0
+      printf '| %s | %.0f (%s) | %.2f | %.2f | %.0f | %s | %.2f | %.0f | %.2f | %.2f |\n' "$2" \
+        "$(med "$1" 3)" "$(med "$1" 3 range)" "$(med "$1" 4)" "$(med "$1" 5)" "$(med "$1" 6)" "$(rsl "$1" status_429)" \
+        "$(med "$1" 8)" "$(calc '%.0f' "1e6*$(med "$1" 8)/$(med "$1" 3)")" "$(med "$1" 9)" "$(med "$1" 10)"
+    }
+    echo
+    echo "Resource server (the platform's \`wekeza rs\` child process, mTLS HTTP/1.1, rate limit off = default), account-information reads with one customer's certificate-bound access token (consent over all $(rsl rs-balances accounts) of the sandbox customer's accounts, obtained before the clock starts), $conns persistent connections, $rsn × $dur per row, medians. No peer comparison: node-oidc-provider is an authorization server only."
+    echo
+    echo "| scenario | req/s median (range) | p50 ms | p99 ms | non-2xx | of which 429 | cpu server, AS + RS (cores) | server CPU µs/req | cpu load gen | cpu other |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    rsrow rs-balances "\`GET /accounts/{id}/balances\`, closed loop (peak)"
+    rsrow rs-half "\`GET /accounts/{id}/balances\`, open loop at $half req/s (half the peak; latency from the scheduled send)"
+    rsrow rs-transactions "\`GET /accounts/{id}/transactions\` (first page, $(calc '%.1f' "$(rsl rs-transactions bytes_per_resp)/1024") KiB), closed loop"
+    echo
+    echo "- Requirement ≥ 20,000 balance reads/s on these $ncpu cores: **$(calc '%.0f' "$peak")/s** ($(awk -v p="$peak" 'BEGIN{print (p>=20000)?"met":"not met"}')); p99 under 10 ms at half that load: **$p99half ms** at $half req/s ($(awk -v p="$p99half" 'BEGIN{print (p+0<10)?"met":"not met"}'))."
+  fi
   echo
-  echo "Caveats: the $ncpu cores are shared by the server, the load generator and anything else running (\`cpu other\`); the load generator runs on the same machine; closed-loop load (coordinated omission: p99 is latency under saturation, not at a fixed offered rate); Wekeza is measured over mTLS, the peer over plain HTTP (it has no TLS listener); assertions are pre-computed with unique jti's so both replay caches are exercised."
+  echo "Caveats: the $ncpu cores are shared by the server, the load generator and anything else running (\`cpu other\`); the load generator runs on the same machine; closed-loop load except the RS half-load row (coordinated omission: closed-loop p99 is latency under saturation, not at a fixed offered rate); Wekeza is measured over mTLS, the peer over plain HTTP (it has no TLS listener); assertions are pre-computed with unique jti's so both replay caches are exercised."
   echo "<!-- bench:end -->"
 } > "$section"
 

@@ -46,6 +46,28 @@ pub struct AuthorizationRequest {
     /// RFC 9396: account access asked for in `authorization_details`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_access: Option<openbanking::AccountAccessRequest>,
+    /// OIDC §5.5: identity claims asked for in the ID token through `claims` (only the
+    /// ones this server can release: [`RELEASABLE_ID_TOKEN_CLAIMS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_token_claims: Vec<String>,
+}
+
+/// Identity claims the ID token can carry when the `claims` parameter asks for them.
+pub const RELEASABLE_ID_TOKEN_CLAIMS: &[&str] = &["name"];
+
+/// The releasable claim names requested for the ID token in a `claims` parameter
+/// (already known to be a JSON object).
+fn requested_id_token_claims(claims: &str) -> Vec<String> {
+    serde_json::from_str::<serde_json::Value>(claims)
+        .ok()
+        .and_then(|v| v.get("id_token").and_then(|m| m.as_object()).cloned())
+        .map(|m| {
+            m.keys()
+                .filter(|k| RELEASABLE_ID_TOKEN_CLAIMS.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl AuthorizationRequest {
@@ -214,6 +236,10 @@ pub fn validate_par(
         }
     }
     let (intent_id, account_access) = open_banking_request(params, client, &scope, now)?;
+    // Parsed (and refused when malformed) by open_banking_request above.
+    let id_token_claims = get("claims")
+        .map(requested_id_token_claims)
+        .unwrap_or_default();
     Ok(AuthorizationRequest {
         client_id: client.client_id.clone(),
         redirect_uri,
@@ -227,6 +253,7 @@ pub fn validate_par(
         jarm,
         intent_id,
         account_access,
+        id_token_claims,
     })
 }
 
@@ -539,6 +566,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r.intent_id.as_deref(), Some("aac-1"));
+        assert!(r.id_token_claims.is_empty());
+        // Identity claims asked for the ID token: only releasable ones are kept.
+        let named = r#"{"id_token":{"name":{"essential":true},"email":null,"acr":null}}"#;
+        let r = run(|p| set(p, "claims", Some(named))).unwrap();
+        assert_eq!(r.id_token_claims, vec!["name".to_owned()]);
         // An intent needs the accounts scope.
         let e = run(|p| set(p, "claims", Some(intent))).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidScope);

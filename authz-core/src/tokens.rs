@@ -86,6 +86,9 @@ pub struct IdTokenClaims {
     /// UK OB: the intent this authorization was for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openbanking_intent_id: Option<String>,
+    /// Released when the `claims` parameter asked for it (OIDC §5.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// How the customer authenticated; carried from login to every token of the grant.

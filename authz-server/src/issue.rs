@@ -59,6 +59,7 @@ pub fn mint_id_token(
     nonce: Option<&str>,
     auth: &AuthContext,
     intent_id: Option<&str>,
+    name: Option<&str>,
 ) -> OAuthResult<String> {
     let now = st.clock.now();
     let claims = IdTokenClaims {
@@ -73,6 +74,7 @@ pub fn mint_id_token(
         acr: auth.acr.clone(),
         amr: auth.amr.clone(),
         openbanking_intent_id: intent_id.map(str::to_owned),
+        name: name.map(str::to_owned),
     };
     let key = st
         .keys

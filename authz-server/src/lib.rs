@@ -302,7 +302,7 @@ pub async fn start_with(
     if let Some(sb) = &sandbox {
         seed(&*store, sb, now, config.sandbox_load_customers).await?;
     }
-    let bank = sandbox_bank(&*store, now).await?;
+    let bank = sandbox_bank(&*store, now, config.sandbox_load_customers).await?;
 
     let discovery = authz_core::discovery::metadata(
         &authz_core::discovery::Endpoints {
@@ -391,9 +391,12 @@ pub async fn start_with(
 /// The sandbox core bank (deterministic: every process started on the same day builds
 /// the same bank), with the authorization server's customers linked to the bank's
 /// customers of the same username, so a token's `sub` leads to the customer's accounts.
+/// The load-test pool customers (`loadtest-0001`..) share the sandbox customer's
+/// accounts, as they share its credentials.
 pub async fn sandbox_bank(
     store: &dyn DurableStore,
     now: i64,
+    load_customers: u32,
 ) -> anyhow::Result<Arc<core_bank::SandboxBank>> {
     let today = time::OffsetDateTime::from_unix_timestamp(now)?.date();
     let bank = core_bank::generate(&core_bank::GeneratorConfig::sandbox(today))
@@ -408,6 +411,23 @@ pub async fn sandbox_bank(
         if let Some(rec) = found {
             bank.link_customer(&rec.id, &c.id)
                 .map_err(|e| anyhow::anyhow!("linking {}: {e}", c.username))?;
+        }
+    }
+    let sandbox_customer = bank.read(|b| {
+        b.customer_by_username(provision::SANDBOX_USERNAME)
+            .map(|c| c.id.clone())
+    });
+    if let Some(bank_id) = sandbox_customer {
+        for i in 1..=load_customers {
+            let username = format!("{}{i:04}", provision::POOL_PREFIX);
+            let found = store
+                .find_customer_by_username(&username)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(rec) = found {
+                bank.link_customer(&rec.id, &bank_id)
+                    .map_err(|e| anyhow::anyhow!("linking {username}: {e}"))?;
+            }
         }
     }
     Ok(bank)

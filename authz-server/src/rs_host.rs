@@ -210,7 +210,7 @@ pub async fn start_standalone(
         .with_context(|| format!("binding resource server port {}", config.rs_port))?;
     let addr = tcp.local_addr()?;
     let base_url = format!("https://{host}:{}", addr.port());
-    let bank = crate::sandbox_bank(&*store, clock.now()).await?;
+    let bank = crate::sandbox_bank(&*store, clock.now(), config.sandbox_load_customers).await?;
     let (tx, rx) = watch::channel(false);
     let (verifier, task) = spawn(
         tcp,

@@ -38,7 +38,8 @@ struct VariantArgs {
     /// [k=v][k=v] form. Repeatable. Default: private_key_jwt, mtls, openid_connect.
     #[arg(long = "variant")]
     variants: Vec<String>,
-    /// Every variant the deployment supports.
+    /// Every variant the deployment supports (plain_fapi, and the openbanking_uk ones when
+    /// the AS takes openbanking_intent_id claims and the kit's resource server answers).
     #[arg(long)]
     all_variants: bool,
 }
@@ -98,7 +99,8 @@ struct OidfArgs {
     /// Leave out the `browser` block (log in by hand in the suite).
     #[arg(long)]
     no_browser: bool,
-    /// resource.resourceUrl (default: the userinfo endpoint from discovery).
+    /// resource.resourceUrl (default: plain_fapi the userinfo endpoint from discovery;
+    /// openbanking_uk the accounts endpoint of the kit's resource server).
     #[arg(long)]
     resource_url: Option<String>,
     /// client2 overrides for deployments with a second client of the same method.

@@ -1,9 +1,11 @@
 //! `wekeza-load`: closed-loop load against the token endpoint (mTLS + private_key_jwt, or
-//! plain HTTP for a peer server) and against the whole authorization-code flow. Prints
+//! plain HTTP for a peer server), against the whole authorization-code flow, and against
+//! the resource server's account-information reads (closed or open loop). Prints
 //! req/s, latency quantiles and, with `--server-pid`, the server's CPU use, ending with one
 //! `RESULT key=value ...` line for scripts (`loadtest/bench.sh`).
 
 mod flow;
+mod rs;
 mod stats;
 mod token;
 
@@ -28,6 +30,9 @@ enum Cmd {
     Token(token::TokenArgs),
     /// The full code flow: PAR, authorize, password, OTP, consent, code exchange.
     Flow(flow::FlowArgs),
+    /// Account-information reads at the resource server (balances or transactions) with a
+    /// customer's certificate-bound access token.
+    Rs(rs::RsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         match cli.cmd {
             Cmd::Token(a) => token::run(a).await,
             Cmd::Flow(a) => flow::run(a).await,
+            Cmd::Rs(a) => rs::run(a).await,
         }
     })
 }

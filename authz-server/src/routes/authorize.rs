@@ -41,10 +41,18 @@ pub struct CodeGrant {
     /// The DPoP key the code is bound to (RFC 9449 §10), from the pushed request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// Identity claims the `claims` parameter asked for in the ID token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_token_claims: Vec<String>,
 }
 
 /// A page-level failure: shown to the customer, never redirected.
-fn error_page(status: StatusCode, title: &str, message: &str, code: Option<&str>) -> Response {
+pub(crate) fn error_page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    code: Option<&str>,
+) -> Response {
     let page = ui::ErrorPage {
         title: title.into(),
         message: message.into(),
@@ -809,6 +817,7 @@ async fn decide(
         auth: auth.clone(),
         expires_at: now + st.config.code_ttl_secs,
         dpop_jkt: req.dpop_jkt.clone(),
+        id_token_claims: req.id_token_claims.clone(),
     };
     let v = serde_json::to_string(&grant).map_err(|e| OAuthError::server_error(e.to_string()))?;
     // Kept a little past expiry so a late replay is still recognised as a replay.

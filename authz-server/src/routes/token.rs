@@ -203,6 +203,15 @@ async fn authorization_code(
         body["authorization_details"] = d.clone();
     }
     if grant.scope.split(' ').any(|s| s == "openid") {
+        let name = if grant.id_token_claims.iter().any(|c| c == "name") {
+            st.store
+                .find_customer(&grant.sub)
+                .await
+                .map_err(store)?
+                .map(|c| c.display_name)
+        } else {
+            None
+        };
         body["id_token"] = json!(mint_id_token(
             st,
             client,
@@ -210,6 +219,7 @@ async fn authorization_code(
             grant.nonce.as_deref(),
             &grant.auth,
             extras.intent_id.as_deref(),
+            name.as_deref(),
         )?);
     }
     Ok(body)

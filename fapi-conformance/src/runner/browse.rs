@@ -62,6 +62,8 @@ pub struct Form {
     pub hidden: Vec<(String, String)>,
     pub inputs: Vec<String>,
     pub buttons: Vec<(String, String)>,
+    /// Checkboxes as (name, value), e.g. the accounts offered on a consent page.
+    pub checkboxes: Vec<(String, String)>,
 }
 
 impl Form {
@@ -84,6 +86,9 @@ impl Form {
             }
             if attr(t, "type").as_deref() == Some("hidden") {
                 f.hidden.push((name, attr(t, "value").unwrap_or_default()));
+            } else if attr(t, "type").as_deref() == Some("checkbox") {
+                f.checkboxes
+                    .push((name, attr(t, "value").unwrap_or_else(|| "on".into())));
             } else {
                 f.inputs.push(name);
             }

@@ -355,7 +355,22 @@ impl Ctx {
     ) -> anyhow::Result<Reply> {
         let r = self.resource(log, tpp, token, scheme, true).await?;
         let s = r.status.as_u16();
-        if self.openid() {
+        if self.uk() {
+            log.check(
+                s == 200,
+                "FAPI2-SP-FINAL-5.3.4",
+                format!(
+                    "resource server (GET /accounts) accepts the sender-constrained token (got {s} {})",
+                    r.body["Errors"][0]["ErrorCode"].as_str().unwrap_or(r.error())
+                ),
+            );
+            let accounts = r.body["Data"]["Account"].as_array().map(Vec::len);
+            log.check(
+                accounts.is_some_and(|n| n > 0),
+                "OB-AIS-4.0",
+                format!("the accounts response lists the consented accounts (Data.Account: {accounts:?})"),
+            );
+        } else if self.openid() {
             log.check(
                 s == 200,
                 "FAPI2-SP-FINAL-5.3.4",

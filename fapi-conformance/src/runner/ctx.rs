@@ -110,6 +110,28 @@ pub enum Ro {
     Unsigned,
 }
 
+/// UK Open Banking (`fapi_profile=openbanking_uk`): the account-access intent a request
+/// names in `claims` (ignored in other profiles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// Create one with the requesting client just before PAR (the suite's pre-authorization
+    /// steps): client-credentials token, `POST /account-access-consents`.
+    Auto,
+    /// Name this consent id.
+    Id(String),
+    /// Name none.
+    Skip,
+}
+
+/// The `acr` claim every UK OB request asks for, as the suite does
+/// (`OpenBankingUkAddMultipleAcrClaimsToAuthorizationEndpointRequest`).
+pub fn uk_default_acr() -> Value {
+    json!({"values": [ACR_SCA, "urn:openbanking:psd2:ca"], "essential": true})
+}
+
+/// UK OB strong customer authentication.
+pub const ACR_SCA: &str = "urn:openbanking:psd2:sca";
+
 /// An authorization request before it is pushed: the parameters the modules vary.
 #[derive(Debug, Clone)]
 pub struct Req {
@@ -127,6 +149,11 @@ pub struct Req {
     pub ro: Ro,
     /// Signed variants: request object claim overrides (`null` removes a claim).
     pub ro_claims: Value,
+    /// UK OB: the intent named in `claims` (merged into any `claims` the module sets).
+    pub intent: Intent,
+    /// UK OB: the `acr` member of the `claims` parameter's `id_token` (default
+    /// [`uk_default_acr`]).
+    pub acr: Option<Value>,
 }
 
 impl Req {
@@ -256,11 +283,25 @@ impl Ctx {
                     .join(" ")
             }
         };
+        // UK OB: account information only, as the suite's client.scope would be.
+        let scope = |s: &str| -> String {
+            if variant.uk() {
+                scope("accounts")
+            } else {
+                scope(s)
+            }
+        };
         let mut c1 = Tpp::from_kit(kit, k1).await?;
         c1.scope = scope(&c1.scope);
         let mut c2 = Tpp::from_kit(kit, k2).await?;
         c2.scope = scope(&c2.scope);
-        if !variant.openid() {
+        if variant.uk() {
+            notes.push(format!(
+                "openbanking_uk: every authorization first creates an account-access consent with the same client (client_credentials token, POST {}) and names it in claims (openbanking_intent_id, essential; acr sca/ca as the suite asks); the protected resource is the RS accounts endpoint {}",
+                super::uk_consents_url(kit),
+                super::uk_accounts_url(kit)
+            ));
+        } else if !variant.openid() {
             notes.push("plain_oauth: no resource server yet, so the userinfo endpoint stands in for the resource (without the openid scope it answers 403 insufficient_scope after validating the token and its binding)".into());
         }
         let ca_pem = std::fs::read(&kit.ca_cert)
@@ -298,7 +339,14 @@ impl Ctx {
             outside: Vec::new(),
             ro: Ro::Signed,
             ro_claims: json!({}),
+            intent: Intent::Auto,
+            acr: None,
         }
+    }
+
+    /// The UK Open Banking profile.
+    pub fn uk(&self) -> bool {
+        self.variant.uk()
     }
 
     pub fn signed(&self) -> bool {
@@ -425,6 +473,23 @@ impl Ctx {
             p.push((k.clone(), v.clone()));
         }
         p.retain(|(n, _)| !req.remove.contains(n));
+        if self.uk()
+            && let Intent::Id(id) = &req.intent
+        {
+            let mut claims = p
+                .iter()
+                .find(|(n, _)| n == "claims")
+                .and_then(|(_, v)| serde_json::from_str::<Value>(v).ok())
+                .filter(Value::is_object)
+                .unwrap_or_else(|| json!({}));
+            if !claims["id_token"].is_object() {
+                claims["id_token"] = json!({});
+            }
+            claims["id_token"]["openbanking_intent_id"] = json!({"value": id, "essential": true});
+            claims["id_token"]["acr"] = req.acr.clone().unwrap_or_else(uk_default_acr);
+            p.retain(|(n, _)| n != "claims");
+            p.push(("claims".into(), claims.to_string()));
+        }
         p
     }
 
@@ -437,9 +502,19 @@ impl Ctx {
             form.extend(params);
         } else {
             form.push(("client_id".to_owned(), tpp.client_id.clone()));
+            // `claims` is a JSON object member of a request object (OIDC Core §6.1).
+            let mut params = params;
+            let mut ro_claims = req.ro_claims.clone();
+            if let Some(i) = params.iter().position(|(n, _)| n == "claims")
+                && let Ok(c) = serde_json::from_str::<Value>(&params[i].1)
+                && let Some(o) = ro_claims.as_object_mut()
+            {
+                params.remove(i);
+                o.entry("claims").or_insert(c);
+            }
             let ro = match &req.ro {
                 Ro::Raw(s) => s.clone(),
-                _ => tpp.request_object(&params, req.ro_claims.clone()),
+                _ => tpp.request_object(&params, ro_claims),
             };
             form.push(("request".to_owned(), ro));
         }
@@ -468,7 +543,114 @@ impl Ctx {
         tpp.endpoint("token_endpoint")
     }
 
-    /// POST a pushed authorization request; evidence is recorded.
+    /// UK OB: `req` with its [`Intent::Auto`] replaced by a consent `tpp` creates now.
+    pub async fn with_intent(&self, log: &mut Log, tpp: &Tpp, req: &Req) -> anyhow::Result<Req> {
+        let mut req = req.clone();
+        if self.uk() && req.intent == Intent::Auto {
+            req.intent = Intent::Id(self.create_intent(log, tpp).await?);
+        }
+        Ok(req)
+    }
+
+    /// UK OB pre-authorization steps: a client-credentials token (scope `accounts`,
+    /// sender-constrained like every token of the variant), then
+    /// `POST /account-access-consents`, which must answer 201 with an `AWAU` consent and
+    /// echo `x-fapi-interaction-id`. Returns the `ConsentId`.
+    pub async fn create_intent(&self, log: &mut Log, tpp: &Tpp) -> anyhow::Result<String> {
+        let mut form = self.auth(tpp, &ClientAuth::Normal);
+        form.push(("grant_type".into(), "client_credentials".into()));
+        form.push(("scope".into(), "accounts".into()));
+        let r = self.token_call(log, tpp, form, true).await?;
+        if !log.check(
+            r.status.as_u16() == 200 && r.str("access_token").is_some(),
+            "RFC6749-4.4.3",
+            format!(
+                "client_credentials token for the account-access consent (got {} {})",
+                r.status,
+                r.error()
+            ),
+        ) {
+            anyhow::bail!("no client_credentials token: {} {}", r.status, r.body);
+        }
+        let cc = r.str("access_token").unwrap_or_default().to_owned();
+        let url = super::uk_consents_url(&self.kit);
+        let body = json!({
+            "Data": {
+                "Permissions": ["ReadAccountsDetail", "ReadBalances", "ReadTransactionsDetail",
+                    "ReadTransactionsCredits", "ReadTransactionsDebits"],
+                "ExpirationDateTime": "2099-01-01T00:00:00Z",
+                "TransactionFromDateTime": "2020-01-01T00:00:00Z",
+                "TransactionToDateTime": "2099-01-01T00:00:00Z"
+            },
+            "Risk": {}
+        });
+        let interaction = crate::tpp::uuid_like();
+        let r = tpp
+            .resource_with_headers(
+                reqwest::Method::POST,
+                &url,
+                &cc,
+                Some(&body),
+                &[("x-fapi-interaction-id", interaction.as_str())],
+                self.uk_cert(tpp),
+            )
+            .await?;
+        log.evidence(
+            "resource",
+            format!("POST {url} (account-access consent, client_credentials token)"),
+            Some(r.status.as_u16()),
+            r.body["Errors"][0]["ErrorCode"].as_str().map(str::to_owned),
+            r.body["Data"]["ConsentId"]
+                .as_str()
+                .map(|c| format!("ConsentId {c}, Status {}", r.body["Data"]["Status"])),
+        );
+        self.check_interaction_id(log, &r, &interaction);
+        let id = r.body["Data"]["ConsentId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if !log.check(
+            r.status.as_u16() == 201 && !id.is_empty(),
+            "OB-AIS-4.0",
+            format!(
+                "account-access consent created: 201 with Data.ConsentId (got {} {})",
+                r.status, r.body["Errors"][0]["ErrorCode"]
+            ),
+        ) {
+            anyhow::bail!("account-access consent refused: {} {}", r.status, r.body);
+        }
+        log.check(
+            r.body["Data"]["Status"] == "AWAU",
+            "OB-AIS-4.0",
+            format!(
+                "a new consent awaits authorisation (Status AWAU, got {})",
+                r.body["Data"]["Status"]
+            ),
+        );
+        Ok(id)
+    }
+
+    /// UK OB: the resource server must echo `x-fapi-interaction-id` (on errors too).
+    pub fn check_interaction_id(&self, log: &mut Log, r: &Reply, sent: &str) {
+        let got = r
+            .headers
+            .get("x-fapi-interaction-id")
+            .and_then(|v| v.to_str().ok());
+        log.check(
+            got == Some(sent),
+            "FAPI1-BASE-6.2.1-11",
+            format!("the resource server echoes x-fapi-interaction-id (sent {sent}, got {got:?})"),
+        );
+    }
+
+    /// UK OB requires mTLS everywhere (the suite's `requiresMtlsEverywhere`): the client
+    /// certificate goes to the resource server even with DPoP-bound tokens.
+    pub fn uk_cert(&self, _tpp: &Tpp) -> bool {
+        true
+    }
+
+    /// POST a pushed authorization request; evidence is recorded. UK OB: an
+    /// [`Intent::Auto`] request first creates its consent.
     pub async fn par(
         &self,
         log: &mut Log,
@@ -477,6 +659,13 @@ impl Ctx {
         req: &Req,
         how: &ClientAuth,
     ) -> anyhow::Result<Reply> {
+        let resolved;
+        let req = if self.uk() && req.intent == Intent::Auto {
+            resolved = self.with_intent(log, tpp, req).await?;
+            &resolved
+        } else {
+            req
+        };
         let mut form = self.auth(tpp, how);
         for (k, v) in self.par_body(tpp, pkce, req) {
             // client_id is part of the client authentication already for some methods.
@@ -523,6 +712,7 @@ impl Ctx {
 
     /// Push a request that must be accepted (201 with `request_uri` and `expires_in`).
     pub async fn push(&self, log: &mut Log, tpp: &Tpp, req: Req) -> anyhow::Result<Pushed> {
+        let req = self.with_intent(log, tpp, &req).await?;
         let pkce = Pkce::new();
         let pushed_at = now();
         let r = self.par(log, tpp, &pkce, &req, &ClientAuth::Normal).await?;
@@ -673,7 +863,7 @@ impl Ctx {
         let base = Url::parse(self.issuer())?;
         let mut page = agent.get(url).await?;
         let mut current = Url::parse(url)?;
-        let (mut did_password, mut did_otp) = (false, false);
+        let (mut did_password, mut did_otp, mut did_decide) = (false, false, false);
         let mut otp_code: Option<String> = None;
         for _ in 0..12 {
             let status = page.status.as_u16();
@@ -726,6 +916,21 @@ impl Ctx {
                 } else {
                     "approve"
                 };
+                anyhow::ensure!(
+                    !did_decide,
+                    "the consent page came back after {want} ({} account(s) offered to share{})",
+                    form.checkboxes.len(),
+                    if form.checkboxes.is_empty() && self.uk() {
+                        ": this customer holds no bank accounts, so an account-access consent cannot be approved"
+                    } else {
+                        ""
+                    }
+                );
+                did_decide = true;
+                // An account-access consent: share every account offered.
+                if mode != Mode::Deny {
+                    fields.extend(form.checkboxes.iter().cloned());
+                }
                 fields.push(("decision".into(), want.into()));
                 page = post(&agent, &action, &fields).await?;
                 current = Url::parse(&action)?;
@@ -763,7 +968,22 @@ impl Ctx {
         let t = self
             .check_tokens(log, tpp, &r, p.req.nonce.as_deref())
             .await?;
+        self.check_intent_in_id_token(log, &p.req, &t);
         Ok((p, t))
+    }
+
+    /// UK OB (the suite's `OBValidateIdTokenIntentId`): the ID token names the intent.
+    pub fn check_intent_in_id_token(&self, log: &mut Log, req: &Req, t: &Tokens) {
+        if let (true, Intent::Id(id), Some(idt)) = (self.uk(), &req.intent, &t.id_token) {
+            log.check(
+                idt["openbanking_intent_id"].as_str() == Some(id.as_str()),
+                "OIDCC-2",
+                format!(
+                    "the ID token's openbanking_intent_id is the consent requested ({id}; got {})",
+                    idt["openbanking_intent_id"]
+                ),
+            );
+        }
     }
 
     /// Authorization-code grant.
@@ -844,7 +1064,9 @@ impl Ctx {
         form
     }
 
-    /// GET the protected resource (userinfo stands in until the RS exists). `with_cert`:
+    /// GET the protected resource: the RS accounts endpoint in UK OB variants, else
+    /// userinfo (standing in for an RS, as the suite's plain_fapi `resourceUrl`). UK OB
+    /// calls carry `x-fapi-interaction-id`, whose echo is checked. `with_cert`:
     /// with the client's proof of possession. For DPoP clients a `Bearer` scheme (in any
     /// case) becomes `DPoP` (in the same case pattern) and the proof is a DPoP proof
     /// carrying `ath`, retried once with a `use_dpop_nonce` challenge's nonce (RFC 9449 §9).
@@ -887,11 +1109,16 @@ impl Ctx {
         } else {
             &tpp.http_no_cert
         };
-        let resp = http
+        let interaction = crate::tpp::uuid_like();
+        let mut rb = http
             .get(&url)
-            .header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"))
-            .send()
-            .await?;
+            .header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"));
+        if self.uk() {
+            rb = rb
+                .header("x-fapi-interaction-id", &interaction)
+                .header(reqwest::header::ACCEPT, "application/json");
+        }
+        let resp = rb.send().await?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await?;
@@ -917,14 +1144,18 @@ impl Ctx {
                 }
             ),
             Some(status.as_u16()),
-            r.str("error").map(str::to_owned),
+            resource_error(&r),
             www,
         );
+        if self.uk() {
+            self.check_interaction_id(log, &r, &interaction);
+        }
         Ok(r)
     }
 
     /// GET the resource with `Authorization: <scheme> <token>` and exactly these `DPoP`
-    /// header values (no certificate unless the client authenticates with one; no retry).
+    /// header values (no certificate unless the client authenticates with one, or the UK
+    /// OB profile, which presents it everywhere; no retry).
     pub async fn resource_dpop(
         &self,
         log: &mut Log,
@@ -934,7 +1165,23 @@ impl Ctx {
         proofs: &[String],
     ) -> anyhow::Result<Reply> {
         let url = self.resource_url(tpp);
-        let r = tpp.get_dpop_raw(&url, scheme, token, proofs).await?;
+        let interaction = crate::tpp::uuid_like();
+        let r = if self.uk() {
+            tpp.get_dpop_raw_with(
+                &url,
+                scheme,
+                token,
+                proofs,
+                &[
+                    ("x-fapi-interaction-id", interaction.as_str()),
+                    ("accept", "application/json"),
+                ],
+                self.uk_cert(tpp),
+            )
+            .await?
+        } else {
+            tpp.get_dpop_raw(&url, scheme, token, proofs).await?
+        };
         let www = r
             .headers
             .get(reqwest::header::WWW_AUTHENTICATE)
@@ -948,14 +1195,22 @@ impl Ctx {
                 proofs.len()
             ),
             Some(r.status.as_u16()),
-            r.str("error").map(str::to_owned),
+            resource_error(&r),
             www,
         );
+        if self.uk() {
+            self.check_interaction_id(log, &r, &interaction);
+        }
         Ok(r)
     }
 
+    /// The protected resource: UK OB's accounts endpoint on the kit's RS, else userinfo.
     pub fn resource_url(&self, tpp: &Tpp) -> String {
-        tpp.endpoint("userinfo_endpoint")
+        if self.uk() {
+            super::uk_accounts_url(&self.kit)
+        } else {
+            tpp.endpoint("userinfo_endpoint")
+        }
     }
 
     /// The AS's published keys (fetched once).
@@ -986,6 +1241,13 @@ impl Ctx {
     pub fn assertion(&self, tpp: &Tpp, overrides: Value) -> String {
         tpp.assertion_with(overrides)
     }
+}
+
+/// The error a resource answer names: RFC 6750 `error`, or the first UK OB `ErrorCode`.
+fn resource_error(r: &Reply) -> Option<String> {
+    r.str("error")
+        .or_else(|| r.body["Errors"][0]["ErrorCode"].as_str())
+        .map(str::to_owned)
 }
 
 async fn post(

@@ -118,7 +118,8 @@ fn skipped(m: &registry::Module, why: &str) -> ModuleResult {
     result(m, log, Duration::ZERO)
 }
 
-/// Read the deployment's metadata to learn what it supports.
+/// Read the deployment's metadata to learn what it supports; for UK Open Banking also
+/// whether the kit's resource server answers.
 pub async fn capabilities(kit: &Kit) -> anyhow::Result<Capabilities> {
     let ca = std::fs::read(&kit.ca_cert)?;
     let http = crate::tpp::https_client(&ca, None)?;
@@ -129,7 +130,53 @@ pub async fn capabilities(kit: &Kit) -> anyhow::Result<Capabilities> {
         .error_for_status()?
         .json()
         .await?;
-    Ok(Capabilities::from_discovery(&d))
+    let mut caps = Capabilities::from_discovery(&d);
+    if caps.uk_ob_resources {
+        caps.uk_ob_resources = resource_server_answers(kit, &ca).await;
+    }
+    Ok(caps)
+}
+
+/// The UK OB accounts endpoint of the kit's resource server.
+pub fn uk_accounts_url(kit: &Kit) -> String {
+    format!(
+        "{}{}/accounts",
+        kit.resource_base_url.trim_end_matches('/'),
+        UK_AISP
+    )
+}
+
+/// The UK OB account-access-consents endpoint of the kit's resource server.
+pub fn uk_consents_url(kit: &Kit) -> String {
+    format!(
+        "{}{}/account-access-consents",
+        kit.resource_base_url.trim_end_matches('/'),
+        UK_AISP
+    )
+}
+
+/// Path prefix of the UK OB v4 account information API.
+pub const UK_AISP: &str = "/open-banking/v4.0/aisp";
+
+/// Whether the RS answers HTTP at all (any status: a request without a token is refused),
+/// over a kit client's certificate in case the listener asks for one.
+async fn resource_server_answers(kit: &Kit, ca: &[u8]) -> bool {
+    if kit.resource_base_url.trim().is_empty() {
+        return false;
+    }
+    let identity = kit.clients.first().and_then(|c| {
+        let mut pem = std::fs::read(&c.cert).ok()?;
+        pem.extend(std::fs::read(&c.key).ok()?);
+        Some(pem)
+    });
+    let Ok(http) = crate::tpp::https_client(ca, identity.as_deref()) else {
+        return false;
+    };
+    http.get(uk_accounts_url(kit))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .is_ok()
 }
 
 /// Module names (or `variant/module`) in backticks under the file's

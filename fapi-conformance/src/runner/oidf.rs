@@ -117,8 +117,40 @@ async fn discovered_resource(kit: &Kit) -> anyhow::Result<String> {
         .context("discovery has no userinfo_endpoint; pass --resource-url")
 }
 
-fn browser(kit: &Kit, otp: &str) -> Value {
+/// The scripted browser. `pick_account`: a UK OB consent page, where the customer ticks
+/// the first account offered before allowing.
+/// `resource`: plain_fapi calls `resourceUrl` (userinfo by default). openbanking_uk: the
+/// suite POSTs the account-access consent to `resourceUrlAccountRequests` (with a
+/// client-credentials token), and GETs the accounts at `resourceUrlAccountsResource` /
+/// `resourceUrl`; it reads the API version (v4) from the URL.
+fn resource_block(kit: &Kit, v: &Variant, resource: &str, overridden: bool) -> Value {
+    if v.uk() {
+        let accounts = if overridden {
+            resource.to_owned()
+        } else {
+            super::uk_accounts_url(kit)
+        };
+        json!({
+            "resourceUrl": accounts,
+            "resourceUrlAccountRequests": super::uk_consents_url(kit),
+            "resourceUrlAccountsResource": accounts
+        })
+    } else {
+        json!({
+            "resourceUrl": resource,
+            "resourceMethod": "GET",
+            "resourceMediaType": "application/json"
+        })
+    }
+}
+
+fn browser(kit: &Kit, otp: &str, pick_account: bool) -> Value {
     let i = kit.issuer.trim_end_matches('/');
+    let mut consent = Vec::new();
+    if pick_account {
+        consent.push(json!(["click", "xpath", "(//input[@name='account'])[1]"]));
+    }
+    consent.push(json!(["click", "id", "approve"]));
     json!([{
         "match": format!("{i}/authorize*"),
         "tasks": [
@@ -142,7 +174,7 @@ fn browser(kit: &Kit, otp: &str) -> Value {
             {
                 "task": "Consent",
                 "match": format!("{i}/consent*"),
-                "commands": [["click", "id", "approve"]]
+                "commands": consent
             },
             { "task": "Verify Complete", "match": "*/test/*/callback*" }
         ]
@@ -154,13 +186,17 @@ pub async fn generate(o: &OidfOptions) -> anyhow::Result<Generated> {
     let ca = read(&kit.ca_cert)?;
     let mut warnings = Vec::new();
     let mut generated = std::collections::HashMap::new();
+    let plain = o.variants.iter().any(|v| !v.uk());
     let resource = match &o.resource_url {
         Some(u) => u.clone(),
-        None => discovered_resource(&kit).await?,
+        None if plain => discovered_resource(&kit).await?,
+        None => String::new(),
     };
-    warnings.push(format!(
-        "resource.resourceUrl is the userinfo endpoint ({resource}) until the resource server exists; plain_oauth plans get 403 insufficient_scope there, which the suite counts as a failure"
-    ));
+    if plain && o.resource_url.is_none() {
+        warnings.push(format!(
+            "plain_fapi: resource.resourceUrl is the userinfo endpoint ({resource}); plain_oauth plans get 403 insufficient_scope there, which the suite counts as a failure (pass --resource-url for another resource)"
+        ));
+    }
     let otp = match &o.otp {
         Some(c) => c.clone(),
         None => {
@@ -204,6 +240,15 @@ pub async fn generate(o: &OidfOptions) -> anyhow::Result<Generated> {
         let client2_override = o.client2_jwk.as_deref().filter(|_| o.client2_id.is_some());
         let c2_cert = o.client2_cert.clone().unwrap_or_else(|| c2.cert.clone());
         let c2_key = o.client2_key.clone().unwrap_or_else(|| c2.key.clone());
+        // UK OB: account information only (the suite's pre-authorization steps use a
+        // client-credentials token with scope accounts, then the intent).
+        let client_scope = |s: &str| {
+            if v.uk() {
+                scope("accounts", v.openid())
+            } else {
+                scope(s, v.openid())
+            }
+        };
         let discovery = if v.openid() {
             format!("{}/.well-known/openid-configuration", kit.issuer)
         } else {
@@ -215,26 +260,22 @@ pub async fn generate(o: &OidfOptions) -> anyhow::Result<Generated> {
             "server": { "discoveryUrl": discovery },
             "client": {
                 "client_id": c1.client_id,
-                "scope": scope(&c1.scope, v.openid()),
+                "scope": client_scope(&c1.scope),
                 "jwks": jwks(c1, None, &mut generated, &mut warnings)?
             },
             "client2": {
                 "client_id": c2.client_id,
-                "scope": scope(&c2.scope, v.openid()),
+                "scope": client_scope(&c2.scope),
                 "jwks": jwks(c2, client2_override, &mut generated, &mut warnings)?
             },
             "mtls": mtls(&c1.cert, &c1.key, &ca)?,
             "mtls2": mtls(&c2_cert, &c2_key, &ca)?,
-            "resource": {
-                "resourceUrl": resource,
-                "resourceMethod": "GET",
-                "resourceMediaType": "application/json"
-            }
+            "resource": resource_block(&kit, v, &resource, o.resource_url.is_some())
         });
         if o.browser
             && let Some(obj) = cfg.as_object_mut()
         {
-            obj.insert("browser".into(), browser(&kit, &otp));
+            obj.insert("browser".into(), browser(&kit, &otp, v.uk()));
         }
         if v.sender_constrain == super::variant::SenderConstrain::Dpop {
             // The suite makes its own DPoP keys with this algorithm.

@@ -6,7 +6,9 @@
 
 use super::ctx::Ctx;
 use super::log::Log;
-use super::modules::{authz, discovery, dpop as dp, flows, holder, refresh, signed as sg, token};
+use super::modules::{
+    authz, discovery, dpop as dp, flows, holder, refresh, signed as sg, token, uk,
+};
 use super::variant::{Capabilities, Profile, RequestMethod, SenderConstrain, Variant};
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +19,7 @@ pub const NO_SIGNED: &str = "signed requests not supported yet (issue 4)";
 /// JARM without signed requests: the Message Signing plan pairs them in this runner.
 pub const NO_JARM_UNSIGNED: &str =
     "fapi_response_mode=jarm is run only with fapi_request_method=signed_non_repudiation";
-pub const NO_UK_OB: &str = "UK Open Banking profile: no resource server yet";
+pub const NO_UK_OB: &str = "UK Open Banking profile: the AS does not take openbanking_intent_id in the claims parameter (claims_parameter_supported, claims_supported), or the kit's resource server (resource_base_url) does not answer";
 pub const PREFIX: &str = "fapi2-security-profile-final-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,9 +402,13 @@ pub fn modules() -> Vec<Module> {
         m(
             "ensure-server-handles-non-matching-intent-id",
             &[UkOb],
-            None,
+            run!(uk::non_matching_intent),
         ),
-        m("test-essential-acr-sca-claim", &[UkOb], None),
+        m(
+            "test-essential-acr-sca-claim",
+            &[UkOb, OpenId],
+            run!(uk::essential_acr_sca),
+        ),
         m(
             "brazil-ensure-bad-payment-signature-fails",
             &[Ecosystem("Open Finance Brazil")],
@@ -582,6 +588,8 @@ pub fn primary(name: &str) -> &'static [&'static str] {
         "ensure-request-object-with-invalid-signature-fails"
         | "ensure-matching-key-in-authorization-request" => &["RFC9101-6.2"],
         "par-authorization-request-containing-request_uri" => &["PAR-2.1"],
+        "ensure-server-handles-non-matching-intent-id" => &["OIDCC-3.1.2.6", "RFC6749-4.1.2.1"],
+        "test-essential-acr-sca-claim" => &["OIDCC-5.5.1.1"],
         _ => &[],
     }
 }

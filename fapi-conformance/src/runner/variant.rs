@@ -72,7 +72,10 @@ impl Default for Variant {
 
 impl Variant {
     /// Every combination of the three axes the issue names (plain_fapi), unsigned (the
-    /// Security Profile plan), then signed with JARM (the Message Signing plan).
+    /// Security Profile plan), then signed with JARM (the Message Signing plan); then the
+    /// UK Open Banking profile's `openid_connect` variants (the intent comes back in the
+    /// ID token): both client authentications with both sender constraints unsigned, and
+    /// the Message Signing one the kit's signed clients allow.
     pub fn matrix() -> Vec<Variant> {
         let mut out = Vec::new();
         for (rm, mode) in [
@@ -94,6 +97,22 @@ impl Variant {
                 }
             }
         }
+        for sc in [SenderConstrain::Mtls, SenderConstrain::Dpop] {
+            for ca in [ClientAuth::PrivateKeyJwt, ClientAuth::Mtls] {
+                out.push(Variant {
+                    client_auth_type: ca,
+                    sender_constrain: sc,
+                    fapi_profile: Profile::OpenbankingUk,
+                    ..Variant::default()
+                });
+            }
+        }
+        out.push(Variant {
+            fapi_profile: Profile::OpenbankingUk,
+            fapi_request_method: RequestMethod::SignedNonRepudiation,
+            fapi_response_mode: ResponseMode::Jarm,
+            ..Variant::default()
+        });
         out
     }
 
@@ -170,6 +189,11 @@ impl Variant {
         self.fapi_response_mode == ResponseMode::Jarm
     }
 
+    /// The UK Open Banking profile (account-access intents, the accounts resource).
+    pub fn uk(&self) -> bool {
+        self.fapi_profile == Profile::OpenbankingUk
+    }
+
     pub fn pkjwt(&self) -> bool {
         self.client_auth_type == ClientAuth::PrivateKeyJwt
     }
@@ -217,7 +241,7 @@ impl Variant {
     }
 
     /// Short label for summaries and file names (Message Signing variants end in
-    /// `+signed` and, with JARM, `+jarm`).
+    /// `+signed` and, with JARM, `+jarm`; UK Open Banking ones in `+openbanking_uk`).
     pub fn label(&self) -> String {
         let mut l = format!(
             "{}+{}+{}",
@@ -230,6 +254,9 @@ impl Variant {
         }
         if self.jarm() {
             l.push_str("+jarm");
+        }
+        if self.uk() {
+            l.push_str("+openbanking_uk");
         }
         l
     }
@@ -274,7 +301,9 @@ mod erased {
 pub struct Capabilities {
     pub dpop: bool,
     pub signed_requests: bool,
-    /// Open Banking UK resource APIs (needs the resource server; not detectable yet).
+    /// UK Open Banking: the AS takes an account-access intent in the `claims` parameter
+    /// (`claims_parameter_supported`, `openbanking_intent_id` in `claims_supported`) and
+    /// the kit's resource server answers (set by [`super::capabilities`]).
     pub uk_ob_resources: bool,
 }
 
@@ -288,8 +317,16 @@ impl Capabilities {
         Self {
             dpop: non_empty("dpop_signing_alg_values_supported"),
             signed_requests: non_empty("request_object_signing_alg_values_supported"),
-            uk_ob_resources: false,
+            uk_ob_resources: Self::uk_ob_claims(d),
         }
+    }
+
+    /// The discovery half of `uk_ob_resources`: the intent travels in `claims`.
+    pub fn uk_ob_claims(d: &Value) -> bool {
+        d.get("claims_parameter_supported") == Some(&Value::Bool(true))
+            && d.get("claims_supported")
+                .and_then(|v| v.as_array())
+                .is_some_and(|a| a.iter().any(|c| c == "openbanking_intent_id"))
     }
 
     /// Why a whole variant cannot run against this AS, if it cannot.
@@ -333,6 +370,20 @@ mod tests {
         );
         assert!(ms.plan_string().contains("[fapi_response_mode=jarm]"));
         assert!(Variant::matrix().contains(&ms));
+        let uk =
+            Variant::parse("fapi_profile=openbanking_uk,sender_constrain=dpop").unwrap_or_default();
+        assert!(uk.uk() && Variant::matrix().contains(&uk));
+        assert_eq!(
+            uk.label(),
+            "private_key_jwt+dpop+openid_connect+openbanking_uk"
+        );
+        assert!(uk.plan_string().contains("[fapi_profile=openbanking_uk]"));
+        let d = serde_json::json!({"claims_parameter_supported": true, "claims_supported": ["sub", "openbanking_intent_id"]});
+        assert!(Capabilities::from_discovery(&d).uk_ob_resources);
+        assert!(
+            !Capabilities::from_discovery(&serde_json::json!({"claims_parameter_supported": true}))
+                .uk_ob_resources
+        );
         assert_eq!(
             Variant::default().plan_string(),
             "fapi2-security-profile-final-test-plan[client_auth_type=private_key_jwt][fapi_profile=plain_fapi][openid=openid_connect][sender_constrain=mtls]"

@@ -116,6 +116,17 @@ pub async fn claims_parameter(ctx: &Ctx, log: &mut Log) -> anyhow::Result<()> {
     let ui = ctx
         .check_resource_ok(log, &ctx.c1, &t.access_token, "Bearer")
         .await?;
+    if ctx.uk() {
+        // The resource is the accounts endpoint: only the ID token can carry name.
+        if supported {
+            log.should(
+                t.id_token.as_ref().is_some_and(|i| i.get("name").is_some()),
+                "OIDCC-5.5",
+                "requested claim name is returned in the ID token (merged with the intent claims)",
+            );
+        }
+        return Ok(());
+    }
     if let Some(id) = &t.id_token {
         log.check(
             ui.body["sub"] == id["sub"],

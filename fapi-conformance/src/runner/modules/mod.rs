@@ -9,3 +9,4 @@ pub mod holder;
 pub mod refresh;
 pub mod signed;
 pub mod token;
+pub mod uk;
