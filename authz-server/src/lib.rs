@@ -123,6 +123,20 @@ fn web_router(st: Arc<AppState>) -> Router {
         .route("/login/otp", get(a::get_otp).post(a::post_otp))
         .route("/consent", get(a::get_consent).post(a::post_consent))
         .route(consent_ui::STYLESHEET_PATH, get(a::get_stylesheet))
+        .route("/account", get(routes::dashboard::get_dashboard))
+        .route(
+            "/account/login",
+            get(routes::dashboard::get_login).post(routes::dashboard::post_login),
+        )
+        .route(
+            "/account/login/otp",
+            get(routes::dashboard::get_otp).post(routes::dashboard::post_otp),
+        )
+        .route("/account/logout", post(routes::dashboard::post_logout))
+        .route(
+            "/account/consents/{id}/revoke",
+            get(routes::dashboard::get_revoke).post(routes::dashboard::post_revoke),
+        )
         .route("/readyz", get(meta::get_readyz))
         .route("/openapi.json", get(meta::get_openapi));
     if st.config.mode == Mode::Sandbox {

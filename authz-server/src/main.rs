@@ -236,6 +236,7 @@ fn banner(p: &authz_server::Platform) {
         "  discovery                 : {}/.well-known/openid-configuration",
         st.issuer
     );
+    println!("  customer dashboard        : {}/account", st.issuer);
     println!(
         "  back-channel (mTLS)       : {}  (PAR, token, userinfo, introspection, revocation)",
         st.mtls_base

@@ -13,6 +13,8 @@
 //!
 //! All interpolated values are HTML-escaped by askama.
 
+pub mod dashboard;
+
 use std::fmt;
 
 use askama::Template;

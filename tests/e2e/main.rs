@@ -5,6 +5,7 @@
 mod accounts;
 mod authorize;
 mod client_auth;
+mod dashboard;
 mod dpop;
 mod flow;
 mod message_signing;

@@ -1,6 +1,7 @@
 //! One module per endpoint family; handlers extract, call the core, render.
 
 pub mod authorize;
+pub mod dashboard;
 pub mod meta;
 pub mod par;
 pub mod token;

@@ -1,0 +1,254 @@
+// The customer's consent dashboard in a real browser: a TPP gets account access (UK OB
+// intent, the customer ticks an account on the consent page), the customer signs in to
+// /account (password, then a TOTP code computed here), sees that access with its
+// permissions and account, withdraws it through the confirmation step, and the TPP's next
+// resource call (mTLS, Bearer) is refused once the RS's one-second consent cache has
+// passed; the refresh token is dead too. Screenshots: desktop and phone widths.
+import { after, before, test as nodeTest } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  Authenticator,
+  decide,
+  launchChromium,
+  newContext,
+  screenshot,
+  startServer,
+  submitOtp,
+  submitPassword,
+  tlsFetch,
+  tracked,
+} from './lib/harness.mjs';
+
+const CLIENT_ID = 'sandbox-tpp-mtls'; // tls_client_auth: the certificate is the credential
+const CLIENT_NAME = 'Sandbox Payments App';
+const AISP = '/open-banking/v4.0/aisp';
+
+let server;
+let browser;
+let authenticator;
+let client;
+let tpp;
+let meta;
+const test = tracked(nodeTest, () => server);
+
+before(async () => {
+  server = await startServer('dashboard');
+  authenticator = new Authenticator(server.kit.customer.totp_secret);
+  client = server.client(CLIENT_ID);
+  tpp = tlsFetch({ ca: server.ca, cert: client.certPem, key: client.keyPem });
+  meta = await (await tpp(`${server.kit.issuer}/.well-known/openid-configuration`)).json();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await tpp?.close();
+  await server?.stop();
+});
+
+const b64url = (b) => Buffer.from(b).toString('base64url');
+const endpoint = (name) => meta.mtls_endpoint_aliases?.[name] ?? meta[name];
+
+async function token(params) {
+  const r = await tpp(endpoint('token_endpoint'), {
+    method: 'POST',
+    body: new URLSearchParams({ client_id: CLIENT_ID, ...params }),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+/** A resource-server call as the TPP: mTLS with its certificate, Bearer token. */
+async function rs(method, path, accessToken, body) {
+  const headers = {
+    authorization: `Bearer ${accessToken}`,
+    accept: 'application/json',
+    'x-fapi-interaction-id': randomUUID(),
+  };
+  if (body) headers['content-type'] = 'application/json';
+  const base = server.kit.resource_base_url.replace(/\/$/, '');
+  const r = await tpp(`${base}${AISP}${path}`, {
+    method,
+    headers,
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+/** UK OB intent → PAR naming it → the front-channel URL. */
+async function accountAccessRequest() {
+  const cc = await token({ grant_type: 'client_credentials', scope: 'accounts' });
+  assert.equal(cc.status, 200, JSON.stringify(cc.body));
+  const intent = await rs('POST', '/account-access-consents', cc.body.access_token, {
+    Data: {
+      Permissions: [
+        'ReadAccountsDetail',
+        'ReadBalances',
+        'ReadTransactionsDetail',
+        'ReadTransactionsCredits',
+        'ReadTransactionsDebits',
+      ],
+      ExpirationDateTime: '2099-01-01T00:00:00Z',
+      TransactionFromDateTime: '2020-01-01T00:00:00Z',
+      TransactionToDateTime: '2099-01-01T00:00:00Z',
+    },
+    Risk: {},
+  });
+  assert.equal(intent.status, 201, JSON.stringify(intent.body));
+  const consentId = intent.body.Data.ConsentId;
+  const verifier = b64url(randomBytes(32));
+  const r = await tpp(endpoint('pushed_authorization_request_endpoint'), {
+    method: 'POST',
+    body: new URLSearchParams({
+      client_id: CLIENT_ID,
+      response_type: 'code',
+      redirect_uri: client.redirect_uri,
+      scope: 'openid accounts',
+      state: b64url(randomBytes(16)),
+      nonce: b64url(randomBytes(16)),
+      code_challenge: b64url(createHash('sha256').update(verifier).digest()),
+      code_challenge_method: 'S256',
+      claims: JSON.stringify({
+        id_token: { openbanking_intent_id: { value: consentId, essential: true } },
+      }),
+    }),
+  });
+  assert.equal(r.status, 201, await r.clone().text());
+  const { request_uri } = await r.json();
+  const url = new URL(meta.authorization_endpoint);
+  url.search = new URLSearchParams({ client_id: CLIENT_ID, request_uri }).toString();
+  return { consentId, url: url.href, verifier };
+}
+
+async function withContext(opts, fn) {
+  const context = await newContext(browser, opts);
+  try {
+    return await fn(context);
+  } finally {
+    await context.close();
+  }
+}
+
+const cspOf = (headers) =>
+  Object.fromEntries(
+    (headers['content-security-policy'] ?? '')
+      .split(';')
+      .map((d) => d.trim().split(/\s+/))
+      .filter((d) => d[0])
+      .map(([name, ...values]) => [name.toLowerCase(), values]),
+  );
+
+test('the customer withdraws account access in the dashboard and the TPP is refused', async () => {
+  // 1. The TPP gets account access for one ticked account.
+  const req = await accountAccessRequest();
+  const { accountName, tokens } = await withContext({}, async (context) => {
+    const page = await context.newPage();
+    await page.goto(req.url);
+    await submitPassword(page, server.kit.customer);
+    await submitOtp(page, await authenticator.freshCode());
+    const box = page.locator('input[name=account]').first();
+    await box.check();
+    const id = await box.getAttribute('id');
+    const accountName = (await page.locator(`label[for="${id}"] .account__name`).innerText()).trim();
+    const back = await decide(page, '#approve', client.redirect_uri);
+    const code = back.searchParams.get('code');
+    assert.ok(code, `no code in ${back}`);
+    const t = await token({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: client.redirect_uri,
+      code_verifier: req.verifier,
+    });
+    assert.equal(t.status, 200, JSON.stringify(t.body));
+    return { accountName, tokens: t.body };
+  });
+  const ok = await rs('GET', '/accounts', tokens.access_token);
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(ok.body.Data.Account.length, 1);
+
+  // 2. The customer signs in to the dashboard, in a fresh browser session.
+  await withContext({ viewport: { width: 1100, height: 900 } }, async (context) => {
+    const page = await context.newPage();
+    await page.goto(`${server.kit.issuer}/account`);
+    await page.waitForURL((u) => u.pathname === '/account/login');
+    await screenshot(page, 'dashboard-login');
+    // Keyboard: the skip link is the first thing to tab to, and it moves focus to <main>.
+    assert.equal(
+      await page.evaluate(
+        () => document.querySelector('a[href], button, input:not([type=hidden])')?.className,
+      ),
+      'skip-link',
+    );
+    await page.locator('.skip-link').focus();
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'main');
+    await page.fill('#username', server.kit.customer.username);
+    await page.fill('#password', server.kit.customer.password);
+    await page.click('form.form button[type=submit]');
+    await page.waitForURL((u) => u.pathname === '/account/login/otp');
+    await screenshot(page, 'dashboard-otp');
+    await page.fill('#otp', await authenticator.freshCode());
+    const dashResponse = page.waitForResponse(
+      (r) => new URL(r.url()).pathname === '/account' && r.request().method() === 'GET',
+    );
+    await page.click('form.form button[type=submit]');
+    await page.waitForURL((u) => u.pathname === '/account');
+    const h = await (await dashResponse).allHeaders();
+    assert.deepEqual(cspOf(h)['frame-ancestors'], ["'none'"], h['content-security-policy']);
+    assert.equal(cspOf(h)['script-src'], undefined, 'no script source allowed (default-src none)');
+
+    // 3. The dashboard lists the access: provider, status, permissions, account.
+    const card = page.locator(`[data-consent-id="${req.consentId}"]`);
+    assert.equal(await card.getAttribute('data-status'), 'active');
+    const provider = page.locator('section.provider', { has: card });
+    assert.equal((await provider.locator('h2').innerText()).trim(), CLIENT_NAME);
+    const text = await card.innerText();
+    assert.match(text, /The balances of the accounts you pick/);
+    assert.match(text, /Money going out of your accounts/);
+    assert.ok(text.includes(accountName), `${accountName} not in ${text}`);
+    assert.match(text, /Last used\s*Not recorded/);
+    await card.locator('details.history summary').click();
+    assert.match(await card.locator('.timeline').innerText(), /Access given/);
+    await screenshot(page, 'dashboard');
+
+    // Phone width: nothing wider than the screen.
+    await page.setViewportSize({ width: 360, height: 780 });
+    const overflow = await page.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
+    assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px at 360px`);
+    await screenshot(page, 'dashboard-phone');
+    await page.setViewportSize({ width: 1100, height: 900 });
+
+    // 4. Withdraw, through the confirmation step.
+    const withdraw = card.getByRole('link', { name: `Withdraw access for ${CLIENT_NAME}: Account information` });
+    await withdraw.click();
+    await page.waitForURL((u) => u.pathname === `/account/consents/${req.consentId}/revoke`);
+    await screenshot(page, 'dashboard-revoke-confirm');
+    await page.click('#confirm-revoke');
+    await page.waitForURL((u) => u.pathname === '/account');
+    assert.match(await page.locator('#notice').innerText(), /no longer has this access/);
+    assert.equal(await card.getAttribute('data-status'), 'revoked');
+    assert.equal(await card.getByRole('link', { name: /Withdraw access/ }).count(), 0);
+    await card.locator('details.history summary').click();
+    assert.match(await card.locator('.timeline').innerText(), /Access withdrawn\s*by you/);
+    await screenshot(page, 'dashboard-revoked');
+    const revokedAt = Date.now();
+
+    // 5. The TPP is refused once the RS's consent cache (≤ 1 s) has passed.
+    await sleep(Math.max(0, revokedAt + 1100 - Date.now()));
+    const refused = await rs('GET', '/accounts', tokens.access_token);
+    assert.equal(refused.status, 401, JSON.stringify(refused.body));
+    const refresh = await token({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+    assert.equal(refresh.status, 400, JSON.stringify(refresh.body));
+
+    // 6. Sign out: the dashboard needs a new sign-in.
+    await page.click('#logout');
+    await page.waitForURL((u) => u.pathname === '/account/login');
+    assert.match(await page.locator('#notice').innerText(), /signed out/);
+    await page.goto(`${server.kit.issuer}/account`);
+    await page.waitForURL((u) => u.pathname === '/account/login');
+  });
+});
