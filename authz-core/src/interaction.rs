@@ -59,6 +59,23 @@ impl Interaction {
         true
     }
 
+    /// A passkey with user verification (possession + inherence) signed the customer in:
+    /// straight from the login step to consent.
+    pub fn passkey_verified(&mut self, now: i64, customer_id: String) -> bool {
+        if self.step != Step::Login {
+            return false;
+        }
+        self.step = Step::Consent {
+            customer_id,
+            auth: AuthContext {
+                auth_time: now,
+                acr: ACR_SCA.into(),
+                amr: vec!["hwk".into(), "user".into()],
+            },
+        };
+        true
+    }
+
     /// Count a failure; `true` once the interaction must be abandoned.
     pub fn record_failure(&mut self) -> bool {
         self.failed_attempts += 1;

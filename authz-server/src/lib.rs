@@ -9,6 +9,7 @@ pub mod http;
 pub mod issue;
 pub mod keys;
 pub mod ob;
+pub mod passkey;
 pub mod password;
 pub mod provision;
 pub mod routes;
@@ -116,13 +117,25 @@ fn metadata_routes() -> Router<Arc<AppState>> {
 }
 
 fn web_router(st: Arc<AppState>) -> Router {
-    use routes::{authorize as a, meta};
+    use routes::{authorize as a, meta, passkey as pk};
     let mut r = metadata_routes()
         .route("/authorize", get(a::get_authorize).post(a::post_authorize))
         .route("/login", get(a::get_login).post(a::post_login))
         .route("/login/otp", get(a::get_otp).post(a::post_otp))
         .route("/consent", get(a::get_consent).post(a::post_consent))
         .route(consent_ui::STYLESHEET_PATH, get(a::get_stylesheet))
+        .route("/login/passkey", get(pk::get_signin).post(pk::post_signin))
+        .route(
+            "/login/passkey/finish",
+            get(pk::get_signin).post(pk::post_signin_finish),
+        )
+        .route("/passkey", get(pk::get_manage).post(pk::post_add))
+        .route("/passkey/rename", post(pk::post_rename))
+        .route("/passkey/remove", post(pk::post_remove))
+        .route(
+            consent_ui::passkey::PASSKEY_SCRIPT_PATH,
+            get(pk::get_script),
+        )
         .route("/account", get(routes::dashboard::get_dashboard))
         .route(
             "/account/login",

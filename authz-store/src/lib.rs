@@ -150,4 +150,32 @@ pub trait DurableStore: Send + Sync {
     // recorded here when revoked, until they would have expired anyway)
     async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
     async fn is_access_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+
+    // passkeys (WebAuthn credentials, several per customer)
+    /// Store a newly registered passkey; a credential id already stored (for anyone) is a
+    /// `StoreError::Conflict`.
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> StoreResult<()>;
+    /// The customer's passkeys, oldest first.
+    async fn list_passkeys(&self, customer_id: &str) -> StoreResult<Vec<PasskeyRecord>>;
+    async fn find_passkey(&self, credential_id: &str) -> StoreResult<Option<PasskeyRecord>>;
+    /// Record an accepted use: the updated credential, its counter and the time. Refused
+    /// (`false`, nothing changed) unless the counter moved forward, or both the stored and
+    /// the new counter are 0 (authenticators without a counter): a cloned authenticator
+    /// racing the real one cannot both succeed.
+    async fn record_passkey_use(
+        &self,
+        credential_id: &str,
+        credential: &serde_json::Value,
+        sign_count: i64,
+        used_at: i64,
+    ) -> StoreResult<bool>;
+    /// Rename one of the customer's passkeys; `false` if the customer has no such passkey.
+    async fn rename_passkey(
+        &self,
+        customer_id: &str,
+        credential_id: &str,
+        name: &str,
+    ) -> StoreResult<bool>;
+    /// Remove one of the customer's passkeys; `false` if the customer has no such passkey.
+    async fn delete_passkey(&self, customer_id: &str, credential_id: &str) -> StoreResult<bool>;
 }

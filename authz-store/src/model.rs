@@ -118,3 +118,19 @@ pub struct RefreshTokenRecord {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
 }
+
+/// A customer's WebAuthn passkey. `credential` is the relying-party library's serialized
+/// credential (public key, counter, backup state), opaque to the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasskeyRecord {
+    /// The credential id, base64url (unpadded). Unique across all customers.
+    pub credential_id: String,
+    pub customer_id: String,
+    /// The customer's name for it, e.g. "Work laptop".
+    pub name: String,
+    pub credential: serde_json::Value,
+    /// The authenticator's signature counter at the last accepted use (0 = no counter).
+    pub sign_count: i64,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}

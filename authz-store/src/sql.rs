@@ -14,7 +14,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Connection, Executor, Row};
 
 use crate::{
     AuditEntry, ClientRecord, ConsentRecord, ConsentStatus, Consumed, CustomerRecord, DurableStore,
-    EphemeralStore, RefreshTokenRecord, StoreError, StoreResult,
+    EphemeralStore, PasskeyRecord, RefreshTokenRecord, StoreError, StoreResult,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -678,6 +678,117 @@ impl DurableStore for SqlStore {
             .map_err(db_err)?;
         Ok(row.is_some())
     }
+
+    async fn insert_passkey(&self, passkey: &PasskeyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO passkeys (credential_id, customer_id, name, credential, sign_count, \
+             created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(passkey.credential_id.clone())
+        .bind(passkey.customer_id.clone())
+        .bind(passkey.name.clone())
+        .bind(to_json("passkeys.credential", &passkey.credential)?)
+        .bind(passkey.sign_count)
+        .bind(passkey.created_at)
+        .bind(passkey.last_used_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_passkeys(&self, customer_id: &str) -> StoreResult<Vec<PasskeyRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE customer_id = $1 \
+             ORDER BY created_at, credential_id"
+        )))
+        .bind(customer_id.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(passkey_from_row)
+        .collect()
+    }
+
+    async fn find_passkey(&self, credential_id: &str) -> StoreResult<Option<PasskeyRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1"
+        )))
+        .bind(credential_id.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .as_ref()
+        .map(passkey_from_row)
+        .transpose()
+    }
+
+    async fn record_passkey_use(
+        &self,
+        credential_id: &str,
+        credential: &serde_json::Value,
+        sign_count: i64,
+        used_at: i64,
+    ) -> StoreResult<bool> {
+        // The counter guard inside the UPDATE makes check-and-set one atomic step.
+        let done = sqlx::query(
+            "UPDATE passkeys SET credential = $2, sign_count = $3, last_used_at = $4 \
+             WHERE credential_id = $1 AND (sign_count < $3 OR (sign_count = 0 AND $3 = 0))",
+        )
+        .bind(credential_id.to_owned())
+        .bind(to_json("passkeys.credential", credential)?)
+        .bind(sign_count)
+        .bind(used_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn rename_passkey(
+        &self,
+        customer_id: &str,
+        credential_id: &str,
+        name: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE passkeys SET name = $3 WHERE customer_id = $1 AND credential_id = $2",
+        )
+        .bind(customer_id.to_owned())
+        .bind(credential_id.to_owned())
+        .bind(name.to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_passkey(&self, customer_id: &str, credential_id: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("DELETE FROM passkeys WHERE customer_id = $1 AND credential_id = $2")
+                .bind(customer_id.to_owned())
+                .bind(credential_id.to_owned())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+const PASSKEY_COLUMNS: &str =
+    "credential_id, customer_id, name, credential, sign_count, created_at, last_used_at";
+
+fn passkey_from_row(row: &AnyRow) -> StoreResult<PasskeyRecord> {
+    Ok(PasskeyRecord {
+        credential_id: col(row, "credential_id")?,
+        customer_id: col(row, "customer_id")?,
+        name: col(row, "name")?,
+        credential: from_json("passkeys.credential", &col::<String>(row, "credential")?)?,
+        sign_count: col(row, "sign_count")?,
+        created_at: col(row, "created_at")?,
+        last_used_at: col(row, "last_used_at")?,
+    })
 }
 
 /// Ephemeral store in the SQL database (embedded mode). A record is live while

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::{
     AuditEntry, ClientRecord, ConsentRecord, ConsentStatus, Consumed, CustomerRecord, DurableStore,
-    EphemeralStore, RefreshTokenRecord, StoreError,
+    EphemeralStore, PasskeyRecord, RefreshTokenRecord, StoreError,
 };
 
 /// Concurrent callers used by the race checks.
@@ -769,4 +769,169 @@ pub async fn durable_suite(store: &dyn DurableStore) {
         "idempotent"
     );
     assert!(!store.is_access_token_revoked(&uid()).await.unwrap());
+
+    passkey_suite(store).await;
+}
+
+fn passkey(customer_id: &str, name: &str, created_at: i64) -> PasskeyRecord {
+    PasskeyRecord {
+        credential_id: uid(),
+        customer_id: customer_id.to_owned(),
+        name: name.to_owned(),
+        credential: json!({"cred": {"cred_id": "abc", "counter": 0, "backup_state": false}}),
+        sign_count: 0,
+        created_at,
+        last_used_at: None,
+    }
+}
+
+/// Passkeys: several per customer, counter-guarded use, rename and removal scoped to
+/// their owner. (Called from [`durable_suite`].)
+pub async fn passkey_suite(store: &dyn DurableStore) {
+    let now = wall_now();
+    let alice = uid();
+    let bob = uid();
+    assert!(store.list_passkeys(&alice).await.unwrap().is_empty());
+    assert!(store.find_passkey(&uid()).await.unwrap().is_none());
+
+    let p2 = passkey(&alice, "Phone", now + 5);
+    let p1 = passkey(&alice, "Passkey added \"today\" ünï", now);
+    let pb = passkey(&bob, "Bob's key", now);
+    for p in [&p2, &p1, &pb] {
+        store.insert_passkey(p).await.unwrap();
+    }
+    assert_eq!(
+        store.list_passkeys(&alice).await.unwrap(),
+        vec![p1.clone(), p2.clone()],
+        "oldest first, only the customer's own"
+    );
+    assert_eq!(
+        store.find_passkey(&pb.credential_id).await.unwrap(),
+        Some(pb.clone())
+    );
+    // a credential id is registered once, for anyone
+    let dup = PasskeyRecord {
+        customer_id: bob.clone(),
+        ..p1.clone()
+    };
+    assert!(matches!(
+        store.insert_passkey(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // use with a counter: forward only
+    let c5 = json!({"cred": {"counter": 5}});
+    assert!(
+        store
+            .record_passkey_use(&p1.credential_id, &c5, 5, now + 10)
+            .await
+            .unwrap()
+    );
+    let got = store
+        .find_passkey(&p1.credential_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.sign_count, got.last_used_at, got.credential.clone()),
+        (5, Some(now + 10), c5.clone())
+    );
+    for stale in [5, 4, 0] {
+        assert!(
+            !store
+                .record_passkey_use(&p1.credential_id, &json!({"stale": stale}), stale, now + 11)
+                .await
+                .unwrap(),
+            "counter {stale} after 5 is refused"
+        );
+    }
+    assert_eq!(
+        store
+            .find_passkey(&p1.credential_id)
+            .await
+            .unwrap()
+            .unwrap(),
+        got,
+        "a refused use changes nothing"
+    );
+    // an authenticator without a counter (always 0) may be used repeatedly
+    for t in [now + 12, now + 13] {
+        assert!(
+            store
+                .record_passkey_use(&p2.credential_id, &json!({"n": t}), 0, t)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(
+        store
+            .find_passkey(&p2.credential_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(now + 13)
+    );
+    assert!(
+        !store
+            .record_passkey_use(&uid(), &json!({}), 1, now)
+            .await
+            .unwrap()
+    );
+
+    // concurrent uses with the same new counter: exactly one wins
+    let raced = json!({"race": true});
+    let results = join_all(
+        (0..RACERS).map(|_| store.record_passkey_use(&p1.credential_id, &raced, 9, now + 20)),
+    )
+    .await;
+    assert_eq!(
+        results.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
+        1
+    );
+
+    // rename and delete only by the owner
+    assert!(
+        !store
+            .rename_passkey(&bob, &p1.credential_id, "stolen")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .rename_passkey(&alice, &p1.credential_id, "Laptop")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .find_passkey(&p1.credential_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "Laptop"
+    );
+    assert!(!store.delete_passkey(&bob, &p1.credential_id).await.unwrap());
+    assert!(
+        store
+            .delete_passkey(&alice, &p1.credential_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_passkey(&alice, &p1.credential_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .find_passkey(&p1.credential_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.list_passkeys(&alice).await.unwrap().len(), 1);
+    assert_eq!(store.list_passkeys(&bob).await.unwrap(), vec![pb]);
 }

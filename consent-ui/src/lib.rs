@@ -14,6 +14,7 @@
 //! All interpolated values are HTML-escaped by askama.
 
 pub mod dashboard;
+pub mod passkey;
 
 use std::fmt;
 

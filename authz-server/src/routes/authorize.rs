@@ -68,7 +68,7 @@ pub(crate) fn error_page(
     }
 }
 
-fn server_error_page(e: &OAuthError) -> Response {
+pub(crate) fn server_error_page(e: &OAuthError) -> Response {
     tracing::error!(
         detail = e.detail.as_deref().unwrap_or(""),
         "interaction failed"
@@ -225,7 +225,7 @@ pub async fn post_authorize(State(st): State<Arc<AppState>>, body: String) -> Re
     handle_authorize(&st, query_pairs(Some(&body))).await
 }
 
-async fn save(st: &AppState, ix: &Interaction) -> OAuthResult<()> {
+pub(crate) async fn save(st: &AppState, ix: &Interaction) -> OAuthResult<()> {
     let v = serde_json::to_string(ix).map_err(|e| OAuthError::server_error(e.to_string()))?;
     st.eph
         .put(
@@ -240,7 +240,7 @@ async fn save(st: &AppState, ix: &Interaction) -> OAuthResult<()> {
 }
 
 /// Load the interaction named by the cookie, with its client.
-async fn load(
+pub(crate) async fn load(
     st: &AppState,
     headers: &axum::http::HeaderMap,
 ) -> Result<(Interaction, Client), Response> {
@@ -291,7 +291,7 @@ fn clear_cookie(mut r: Response) -> Response {
     r
 }
 
-fn where_next(ix: &Interaction) -> &'static str {
+pub(crate) fn where_next(ix: &Interaction) -> &'static str {
     match ix.step {
         Step::Login => "/login",
         Step::SecondFactor { .. } => "/login/otp",
@@ -328,7 +328,7 @@ pub struct OtpForm {
     otp: String,
 }
 
-fn csrf_ok(ix: &Interaction, got: &str) -> bool {
+pub(crate) fn csrf_ok(ix: &Interaction, got: &str) -> bool {
     // Constant-time comparison of two equal-length random strings.
     got.len() == ix.csrf.len()
         && got
@@ -338,7 +338,7 @@ fn csrf_ok(ix: &Interaction, got: &str) -> bool {
             == 0
 }
 
-fn csrf_failure() -> Response {
+pub(crate) fn csrf_failure() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         "This form has expired",
@@ -400,7 +400,7 @@ pub async fn get_login(
 }
 
 /// Count a failed attempt; after too many, the authorization ends with `access_denied`.
-async fn failed_attempt(
+pub(crate) async fn failed_attempt(
     st: &AppState,
     mut ix: Interaction,
     render_again: impl FnOnce(&Interaction) -> Response,

@@ -4,5 +4,6 @@ pub mod authorize;
 pub mod dashboard;
 pub mod meta;
 pub mod par;
+pub mod passkey;
 pub mod token;
 pub mod userinfo;

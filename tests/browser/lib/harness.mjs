@@ -281,3 +281,34 @@ export async function decide(page, button, redirectUri) {
   await page.waitForURL((u) => u.origin === target.origin && u.pathname === target.pathname);
   return new URL(page.url());
 }
+
+// --- WebAuthn virtual authenticator (Chrome DevTools Protocol) -------------------------
+
+/**
+ * Attach a CTAP2 platform authenticator to `page` (before navigating). Options:
+ * `isUserVerified` (default true). Returns `credentials()` (with private keys, so a
+ * credential can move to another authenticator) and `addCredential(cred)`.
+ */
+export async function virtualAuthenticator(context, page, { isUserVerified = true } = {}) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable', { enableUI: false });
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return {
+    authenticatorId,
+    async credentials() {
+      return (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials;
+    },
+    async addCredential(credential) {
+      await cdp.send('WebAuthn.addCredential', { authenticatorId, credential });
+    },
+  };
+}
