@@ -55,6 +55,34 @@ pub struct AuthorizationRequest {
 /// Identity claims the ID token can carry when the `claims` parameter asks for them.
 pub const RELEASABLE_ID_TOKEN_CLAIMS: &[&str] = &["name"];
 
+/// OIDC §5.5.1.1: an essential `acr` the server cannot meet is an error, never a weaker
+/// login. Every login here is strong customer authentication ([`crate::tokens::ACR_SCA`]).
+fn check_essential_acr(claims: &str) -> OAuthResult<()> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(claims) else {
+        return Ok(());
+    };
+    let Some(acr) = v.get("id_token").and_then(|m| m.get("acr")) else {
+        return Ok(());
+    };
+    if acr.get("essential").and_then(serde_json::Value::as_bool) != Some(true) {
+        return Ok(());
+    }
+    let mut asked: Vec<&str> = Vec::new();
+    if let Some(one) = acr.get("value").and_then(serde_json::Value::as_str) {
+        asked.push(one);
+    }
+    if let Some(many) = acr.get("values").and_then(serde_json::Value::as_array) {
+        asked.extend(many.iter().filter_map(serde_json::Value::as_str));
+    }
+    if asked.is_empty() || asked.contains(&crate::tokens::ACR_SCA) {
+        return Ok(());
+    }
+    Err(OAuthError::invalid_request(format!(
+        "the essential acr cannot be satisfied; this server authenticates with {}",
+        crate::tokens::ACR_SCA
+    )))
+}
+
 /// The releasable claim names requested for the ID token in a `claims` parameter
 /// (already known to be a JSON object).
 fn requested_id_token_claims(claims: &str) -> Vec<String> {
@@ -240,6 +268,9 @@ pub fn validate_par(
     let id_token_claims = get("claims")
         .map(requested_id_token_claims)
         .unwrap_or_default();
+    if let Some(c) = get("claims") {
+        check_essential_acr(c)?;
+    }
     Ok(AuthorizationRequest {
         client_id: client.client_id.clone(),
         redirect_uri,
@@ -571,6 +602,14 @@ mod tests {
         let named = r#"{"id_token":{"name":{"essential":true},"email":null,"acr":null}}"#;
         let r = run(|p| set(p, "claims", Some(named))).unwrap();
         assert_eq!(r.id_token_claims, vec!["name".to_owned()]);
+        // An essential acr: met when it includes SCA, refused otherwise (never weaker).
+        let sca = r#"{"id_token":{"acr":{"essential":true,"values":["urn:openbanking:psd2:sca","urn:openbanking:psd2:ca"]}}}"#;
+        assert!(run(|p| set(p, "claims", Some(sca))).is_ok());
+        let weaker = r#"{"id_token":{"acr":{"essential":true,"value":"urn:openbanking:psd2:ca"}}}"#;
+        let e = run(|p| set(p, "claims", Some(weaker))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        let voluntary = r#"{"id_token":{"acr":{"value":"urn:openbanking:psd2:ca"}}}"#;
+        assert!(run(|p| set(p, "claims", Some(voluntary))).is_ok());
         // An intent needs the accounts scope.
         let e = run(|p| set(p, "claims", Some(intent))).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidScope);
