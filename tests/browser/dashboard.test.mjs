@@ -6,7 +6,6 @@
 // passed; the refresh token is dead too. Screenshots: desktop and phone widths.
 import { after, before, test as nodeTest } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   Authenticator,
@@ -17,28 +16,25 @@ import {
   startServer,
   submitOtp,
   submitPassword,
-  tlsFetch,
   tracked,
 } from './lib/harness.mjs';
+import { SandboxTpp } from './lib/tpp.mjs';
 
 const CLIENT_ID = 'sandbox-tpp-mtls'; // tls_client_auth: the certificate is the credential
 const CLIENT_NAME = 'Sandbox Payments App';
-const AISP = '/open-banking/v4.0/aisp';
 
 let server;
 let browser;
 let authenticator;
 let client;
 let tpp;
-let meta;
 const test = tracked(nodeTest, () => server);
 
 before(async () => {
   server = await startServer('dashboard');
   authenticator = new Authenticator(server.kit.customer.totp_secret);
-  client = server.client(CLIENT_ID);
-  tpp = tlsFetch({ ca: server.ca, cert: client.certPem, key: client.keyPem });
-  meta = await (await tpp(`${server.kit.issuer}/.well-known/openid-configuration`)).json();
+  tpp = await SandboxTpp.connect(server, CLIENT_ID);
+  client = tpp.client;
   browser = await launchChromium();
 });
 
@@ -47,80 +43,6 @@ after(async () => {
   await tpp?.close();
   await server?.stop();
 });
-
-const b64url = (b) => Buffer.from(b).toString('base64url');
-const endpoint = (name) => meta.mtls_endpoint_aliases?.[name] ?? meta[name];
-
-async function token(params) {
-  const r = await tpp(endpoint('token_endpoint'), {
-    method: 'POST',
-    body: new URLSearchParams({ client_id: CLIENT_ID, ...params }),
-  });
-  return { status: r.status, body: await r.json() };
-}
-
-/** A resource-server call as the TPP: mTLS with its certificate, Bearer token. */
-async function rs(method, path, accessToken, body) {
-  const headers = {
-    authorization: `Bearer ${accessToken}`,
-    accept: 'application/json',
-    'x-fapi-interaction-id': randomUUID(),
-  };
-  if (body) headers['content-type'] = 'application/json';
-  const base = server.kit.resource_base_url.replace(/\/$/, '');
-  const r = await tpp(`${base}${AISP}${path}`, {
-    method,
-    headers,
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null };
-}
-
-/** UK OB intent → PAR naming it → the front-channel URL. */
-async function accountAccessRequest() {
-  const cc = await token({ grant_type: 'client_credentials', scope: 'accounts' });
-  assert.equal(cc.status, 200, JSON.stringify(cc.body));
-  const intent = await rs('POST', '/account-access-consents', cc.body.access_token, {
-    Data: {
-      Permissions: [
-        'ReadAccountsDetail',
-        'ReadBalances',
-        'ReadTransactionsDetail',
-        'ReadTransactionsCredits',
-        'ReadTransactionsDebits',
-      ],
-      ExpirationDateTime: '2099-01-01T00:00:00Z',
-      TransactionFromDateTime: '2020-01-01T00:00:00Z',
-      TransactionToDateTime: '2099-01-01T00:00:00Z',
-    },
-    Risk: {},
-  });
-  assert.equal(intent.status, 201, JSON.stringify(intent.body));
-  const consentId = intent.body.Data.ConsentId;
-  const verifier = b64url(randomBytes(32));
-  const r = await tpp(endpoint('pushed_authorization_request_endpoint'), {
-    method: 'POST',
-    body: new URLSearchParams({
-      client_id: CLIENT_ID,
-      response_type: 'code',
-      redirect_uri: client.redirect_uri,
-      scope: 'openid accounts',
-      state: b64url(randomBytes(16)),
-      nonce: b64url(randomBytes(16)),
-      code_challenge: b64url(createHash('sha256').update(verifier).digest()),
-      code_challenge_method: 'S256',
-      claims: JSON.stringify({
-        id_token: { openbanking_intent_id: { value: consentId, essential: true } },
-      }),
-    }),
-  });
-  assert.equal(r.status, 201, await r.clone().text());
-  const { request_uri } = await r.json();
-  const url = new URL(meta.authorization_endpoint);
-  url.search = new URLSearchParams({ client_id: CLIENT_ID, request_uri }).toString();
-  return { consentId, url: url.href, verifier };
-}
 
 async function withContext(opts, fn) {
   const context = await newContext(browser, opts);
@@ -142,7 +64,7 @@ const cspOf = (headers) =>
 
 test('the customer withdraws account access in the dashboard and the TPP is refused', async () => {
   // 1. The TPP gets account access for one ticked account.
-  const req = await accountAccessRequest();
+  const req = await tpp.accountAccessRequest();
   const { accountName, tokens } = await withContext({}, async (context) => {
     const page = await context.newPage();
     await page.goto(req.url);
@@ -155,7 +77,7 @@ test('the customer withdraws account access in the dashboard and the TPP is refu
     const back = await decide(page, '#approve', client.redirect_uri);
     const code = back.searchParams.get('code');
     assert.ok(code, `no code in ${back}`);
-    const t = await token({
+    const t = await tpp.token({
       grant_type: 'authorization_code',
       code,
       redirect_uri: client.redirect_uri,
@@ -164,7 +86,7 @@ test('the customer withdraws account access in the dashboard and the TPP is refu
     assert.equal(t.status, 200, JSON.stringify(t.body));
     return { accountName, tokens: t.body };
   });
-  const ok = await rs('GET', '/accounts', tokens.access_token);
+  const ok = await tpp.rs('GET', '/accounts', tokens.access_token);
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.equal(ok.body.Data.Account.length, 1);
 
@@ -239,9 +161,9 @@ test('the customer withdraws account access in the dashboard and the TPP is refu
 
     // 5. The TPP is refused once the RS's consent cache (≤ 1 s) has passed.
     await sleep(Math.max(0, revokedAt + 1100 - Date.now()));
-    const refused = await rs('GET', '/accounts', tokens.access_token);
+    const refused = await tpp.rs('GET', '/accounts', tokens.access_token);
     assert.equal(refused.status, 401, JSON.stringify(refused.body));
-    const refresh = await token({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+    const refresh = await tpp.token({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
     assert.equal(refresh.status, 400, JSON.stringify(refresh.body));
 
     // 6. Sign out: the dashboard needs a new sign-in.
