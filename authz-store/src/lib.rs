@@ -13,12 +13,16 @@
 pub mod model;
 mod redis_store;
 mod sql;
+mod sql_auth;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite_auth;
 
 pub use model::*;
 pub use redis_store::RedisEphemeral;
 pub use sql::{SqlEphemeral, SqlStore};
+pub use sql_auth::{AuthEvent, AuthStore, BackoffPolicy};
 
 use async_trait::async_trait;
 

@@ -39,7 +39,7 @@ impl Backend {
     }
 }
 
-fn db_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.to_string()),
         _ => StoreError::Database(e.to_string()),
@@ -58,7 +58,7 @@ fn from_json(what: &str, s: &str) -> StoreResult<serde_json::Value> {
     serde_json::from_str(s).map_err(|e| corrupt(what, e))
 }
 
-fn col<'r, T>(row: &'r AnyRow, name: &str) -> StoreResult<T>
+pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
@@ -79,7 +79,7 @@ fn valid_schema(schema: &str) -> bool {
 /// Durable store over SQLite or PostgreSQL.
 #[derive(Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
