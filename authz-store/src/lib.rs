@@ -18,11 +18,18 @@ mod sql_auth;
 pub mod testsuite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite_auth;
+mod sql_payments;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite_payments;
 
 pub use model::*;
 pub use redis_store::RedisEphemeral;
 pub use sql::{SqlEphemeral, SqlStore};
 pub use sql_auth::{AuthEvent, AuthStore, BackoffPolicy};
+pub use sql_payments::{
+    Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
+    LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
+};
 
 use async_trait::async_trait;
 
@@ -182,4 +189,9 @@ pub trait DurableStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Remove one of the customer's passkeys; `false` if the customer has no such passkey.
     async fn delete_passkey(&self, customer_id: &str, credential_id: &str) -> StoreResult<bool>;
+
+    /// The payment ledger kept in this store (issue 7), if it keeps one.
+    fn payments(&self) -> Option<&dyn PaymentStore> {
+        None
+    }
 }

@@ -155,6 +155,11 @@ impl SqlStore {
         Ok(a + b)
     }
 
+    /// The pool, for the store's other modules (`sql_payments.rs`).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Close the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -345,6 +350,10 @@ const CONSENT_COLUMNS: &str = "id, client_id, customer_id, kind, scopes, status,
 
 #[async_trait]
 impl DurableStore for SqlStore {
+    fn payments(&self) -> Option<&dyn crate::PaymentStore> {
+        Some(self)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -8,6 +8,7 @@
 //! One stored shape for both ways in means one enforcement path at the resource server.
 
 pub mod account_access;
+pub mod payment;
 pub mod permission;
 
 pub use account_access::{
@@ -28,3 +29,9 @@ pub const RAR_TYPES_SUPPORTED: &[&str] = &[RAR_TYPE_ACCOUNT_INFORMATION];
 
 /// The scope a TPP needs for account information.
 pub const SCOPE_ACCOUNTS: &str = "accounts";
+
+/// `ConsentRecord::kind` of a domestic-payment consent (issue 7).
+pub const KIND_DOMESTIC_PAYMENT: &str = "domestic-payment";
+
+/// The scope a TPP needs for payment initiation.
+pub const SCOPE_PAYMENTS: &str = "payments";
