@@ -13,12 +13,18 @@
 pub mod model;
 mod redis_store;
 mod sql;
+mod sql_events;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use model::*;
 pub use redis_store::RedisEphemeral;
 pub use sql::{SqlEphemeral, SqlStore};
+pub use sql_events::{
+    AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryState, DeliveryView,
+    EVENT_CONSENT_REVOKED, EVENT_LINKED_ACCOUNT_UPDATE, EVENT_RESOURCE_UPDATE, EVENT_TYPES,
+    EventRecord, EventStore, EventSubscription, NewEvent, enqueue_event,
+};
 
 use async_trait::async_trait;
 
