@@ -14,6 +14,7 @@ pub mod model;
 mod redis_store;
 mod sql;
 mod sql_auth;
+mod sql_events;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 #[cfg(any(test, feature = "testsuite"))]
@@ -29,6 +30,11 @@ pub use sql_auth::{AuthEvent, AuthStore, BackoffPolicy};
 pub use sql_payments::{
     Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
+};
+pub use sql_events::{
+    AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryState, DeliveryView,
+    EVENT_CONSENT_REVOKED, EVENT_LINKED_ACCOUNT_UPDATE, EVENT_RESOURCE_UPDATE, EVENT_TYPES,
+    EventRecord, EventStore, EventSubscription, NewEvent, enqueue_event,
 };
 
 use async_trait::async_trait;

@@ -25,7 +25,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 const CLEANUP_EVERY: u64 = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -158,6 +158,10 @@ impl SqlStore {
     /// The pool, for the store's other modules (`sql_payments.rs`).
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub(crate) fn backend_kind(&self) -> Backend {
+        self.backend
     }
 
     /// Close the pool, waiting for connections to be returned.
@@ -577,6 +581,8 @@ impl DurableStore for SqlStore {
             return Ok(false);
         }
         insert_audit(&mut *tx, id, audit).await?;
+        // The event notification is part of the change (transactional outbox).
+        crate::sql_events::consent_changed(&mut tx, id, from, to, audit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
     }
