@@ -13,12 +13,16 @@
 pub mod model;
 mod redis_store;
 mod sql;
+mod sql_registration;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite_registration;
 
 pub use model::*;
 pub use redis_store::RedisEphemeral;
 pub use sql::{SqlEphemeral, SqlStore};
+pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
 
 use async_trait::async_trait;
 
@@ -178,4 +182,10 @@ pub trait DurableStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Remove one of the customer's passkeys; `false` if the customer has no such passkey.
     async fn delete_passkey(&self, customer_id: &str, credential_id: &str) -> StoreResult<bool>;
+
+    // dynamic client registration
+    /// The registration storage of this backend (`sql_registration.rs`), if it has one.
+    fn registrations(&self) -> Option<&dyn RegistrationStore> {
+        None
+    }
 }

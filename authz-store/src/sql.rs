@@ -79,7 +79,7 @@ fn valid_schema(schema: &str) -> bool {
 /// Durable store over SQLite or PostgreSQL.
 #[derive(Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -345,6 +345,10 @@ const CONSENT_COLUMNS: &str = "id, client_id, customer_id, kind, scopes, status,
 
 #[async_trait]
 impl DurableStore for SqlStore {
+    fn registrations(&self) -> Option<&dyn crate::RegistrationStore> {
+        Some(self)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
