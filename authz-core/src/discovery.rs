@@ -83,3 +83,18 @@ pub fn metadata(e: &Endpoints, id_token_algs: &[Alg]) -> Value {
         "prompt_values_supported": ["none", "login", "consent"],
     })
 }
+
+/// RFC 7591 §3 / RFC 8414 §2: advertise the registration endpoint (on the mTLS listener,
+/// where registration requests must arrive) once dynamic registration is configured.
+pub fn add_registration_endpoint(doc: &mut Value, mtls_base: &str) {
+    let url = Value::String(format!("{mtls_base}/register"));
+    if let Some(aliases) = doc
+        .get_mut("mtls_endpoint_aliases")
+        .and_then(Value::as_object_mut)
+    {
+        aliases.insert("registration_endpoint".into(), url.clone());
+    }
+    if let Some(o) = doc.as_object_mut() {
+        o.insert("registration_endpoint".into(), url);
+    }
+}

@@ -24,6 +24,11 @@ pub enum ErrorCode {
     MethodNotAllowed,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 7591 §3.2.2 registration errors.
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    InvalidSoftwareStatement,
+    UnapprovedSoftwareStatement,
 }
 
 impl ErrorCode {
@@ -48,6 +53,10 @@ impl ErrorCode {
             Self::MethodNotAllowed => "invalid_request",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
+            Self::InvalidSoftwareStatement => "invalid_software_statement",
+            Self::UnapprovedSoftwareStatement => "unapproved_software_statement",
         }
     }
 

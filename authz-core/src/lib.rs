@@ -10,6 +10,7 @@ pub mod error;
 pub mod interaction;
 pub mod par;
 pub mod redirect;
+pub mod registration;
 pub mod request_object;
 pub mod scope;
 pub mod tokens;

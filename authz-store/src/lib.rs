@@ -22,6 +22,9 @@ pub mod testsuite_auth;
 mod sql_payments;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite_payments;
+mod sql_registration;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite_registration;
 
 pub use model::*;
 pub use redis_store::RedisEphemeral;
@@ -36,6 +39,7 @@ pub use sql_events::{
     EVENT_CONSENT_REVOKED, EVENT_LINKED_ACCOUNT_UPDATE, EVENT_RESOURCE_UPDATE, EVENT_TYPES,
     EventRecord, EventStore, EventSubscription, NewEvent, enqueue_event,
 };
+pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
 
 use async_trait::async_trait;
 
@@ -198,6 +202,9 @@ pub trait DurableStore: Send + Sync {
 
     /// The payment ledger kept in this store (issue 7), if it keeps one.
     fn payments(&self) -> Option<&dyn PaymentStore> {
+    // dynamic client registration
+    /// The registration storage of this backend (`sql_registration.rs`), if it has one.
+    fn registrations(&self) -> Option<&dyn RegistrationStore> {
         None
     }
 }

@@ -358,6 +358,10 @@ impl DurableStore for SqlStore {
         Some(self)
     }
 
+    fn registrations(&self) -> Option<&dyn crate::RegistrationStore> {
+        Some(self)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

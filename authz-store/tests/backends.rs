@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use authz_store::testsuite::{durable_suite, ephemeral_suite};
+use authz_store::testsuite_registration::registration_suite;
 use authz_store::{DurableStore, RedisEphemeral, SqlStore};
 use std::panic::AssertUnwindSafe;
 
@@ -37,6 +38,7 @@ async fn sqlite_file() {
     // twice: the suites must not depend on a clean database
     durable_suite(&store).await;
     ephemeral_suite(&store.ephemeral()).await;
+    registration_suite(&store).await;
     store.close().await;
 
     // reopening runs the (already applied) migrations again and sees the data
@@ -96,6 +98,7 @@ async fn postgres() {
         ephemeral_suite(&store.ephemeral()).await;
         durable_suite(&store).await;
         ephemeral_suite(&store.ephemeral()).await;
+        registration_suite(&store).await;
         store.close().await;
     })
     .catch_unwind()
