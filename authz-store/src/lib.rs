@@ -202,6 +202,9 @@ pub trait DurableStore: Send + Sync {
 
     /// The payment ledger kept in this store (issue 7), if it keeps one.
     fn payments(&self) -> Option<&dyn PaymentStore> {
+        None
+    }
+
     // dynamic client registration
     /// The registration storage of this backend (`sql_registration.rs`), if it has one.
     fn registrations(&self) -> Option<&dyn RegistrationStore> {
