@@ -4,6 +4,7 @@
 pub mod client_auth;
 pub mod clock;
 pub mod config;
+pub mod consent_usage;
 pub mod dpop;
 pub mod http;
 pub mod issue;
@@ -78,6 +79,8 @@ impl Platform {
     }
 }
 
+// No caller left in this crate (see `connect_sql`); kept as the two-seam entry point.
+#[allow(dead_code)]
 pub(crate) async fn connect_stores(
     cfg: &Config,
 ) -> anyhow::Result<(Arc<dyn DurableStore>, Arc<dyn EphemeralStore>)> {
@@ -420,6 +423,7 @@ pub async fn start_with(
                 base_url: state.resource_base.clone(),
                 keys: state.keys.verification_keys().to_vec(),
                 rate_limit: config.rs_rate_limit(),
+                auth: state.auth.clone(),
             },
             rx.clone(),
         )?;

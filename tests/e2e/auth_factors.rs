@@ -602,3 +602,124 @@ async fn sign_in_activity_is_shown_to_the_customer() {
     );
     p.finish().await;
 }
+
+/// Polls the durable "last used" of a consent (recorded off the request path).
+async fn last_used_after(p: &TestPlatform, consent_id: &str, after: Option<i64>) -> Option<i64> {
+    for _ in 0..100 {
+        let v = p.state().auth.consent_last_used(consent_id).await.unwrap();
+        if v != after {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    after
+}
+
+#[tokio::test]
+async fn the_resource_server_records_consent_use_at_most_once_a_minute() {
+    use reqwest::Method;
+    use serde_json::json;
+    let p = TestPlatform::spawn().await;
+    let tpp = &p.mtls;
+    let rs = |path: &str| {
+        format!(
+            "{}/open-banking/v4.0/aisp{path}",
+            p.kit.resource_base_url.trim_end_matches('/')
+        )
+    };
+    // An account-access consent, authorised by the customer.
+    let cc = tpp.client_credentials("accounts").await.unwrap();
+    let cc = cc.str("access_token").unwrap().to_owned();
+    let body = json!({
+        "Data": {"Permissions": ["ReadAccountsDetail", "ReadBalances"],
+                 "ExpirationDateTime": "2099-01-01T00:00:00Z"},
+        "Risk": {}
+    });
+    let r = tpp
+        .resource(
+            Method::POST,
+            &rs("/account-access-consents"),
+            &cc,
+            Some(&body),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["Data"]["ConsentId"].as_str().unwrap().to_owned();
+    let claims = json!({"id_token": {"openbanking_intent_id": {"value": id, "essential": true}}})
+        .to_string();
+    let pkce = Pkce::new();
+    let par = tpp
+        .par(
+            &pkce,
+            "st",
+            "n",
+            &[("scope", "openid accounts"), ("claims", &claims)],
+        )
+        .await
+        .unwrap();
+    let agent = p.customer();
+    let login = agent
+        .open(&tpp.authorize_url(par.str("request_uri").unwrap()))
+        .await
+        .unwrap();
+    let c = &p.kit.customer;
+    let consent = agent
+        .sign_in(&login, &c.username, &c.password, &p.fresh_otp())
+        .await
+        .unwrap();
+    let back = agent.decide(&consent, true).await.unwrap();
+    let t = tpp
+        .exchange_code(&query_param(&back, "code").unwrap(), &pkce)
+        .await
+        .unwrap();
+    let at = t.str("access_token").unwrap().to_owned();
+    assert_eq!(
+        p.state().auth.consent_last_used(&id).await.unwrap(),
+        None,
+        "not used yet"
+    );
+
+    // First use: recorded.
+    let r = tpp
+        .resource(Method::GET, &rs("/accounts"), &at, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let first = last_used_after(&p, &id, None).await.expect("use recorded");
+    assert!((first - p.clock.now()).abs() <= 1);
+    // More uses within the minute: no further write.
+    p.clock.advance(20);
+    for _ in 0..3 {
+        let r = tpp
+            .resource(Method::GET, &rs("/accounts"), &at, None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        p.state().auth.consent_last_used(&id).await.unwrap(),
+        Some(first)
+    );
+    // The next minute: recorded again.
+    p.clock.advance(60);
+    let r = tpp
+        .resource(Method::GET, &rs("/accounts"), &at, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let second = last_used_after(&p, &id, Some(first)).await.unwrap();
+    assert!(second > first);
+
+    // The dashboard shows it.
+    let dash = p.customer();
+    let r = dash_login(&dash, &c.username, &c.password, &p.fresh_otp()).await;
+    assert_eq!(location(&r), "/account", "{}", r.html);
+    let html = dash.get("/account").await.unwrap().html;
+    let i = html.find(&format!("data-consent-id=\"{id}\"")).unwrap();
+    let card = &html[i..];
+    let used = between(card, "<dd class=\"last-used\">", "</dd>").unwrap();
+    assert!(used.contains("<time datetime="), "{used}");
+    p.finish().await;
+}
