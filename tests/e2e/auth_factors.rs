@@ -233,6 +233,24 @@ async fn totp_secrets_are_sealed_at_rest_and_plaintext_is_migrated() {
     )
     .await;
     assert_ne!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+
+    // Key rotation: the next start's migration re-seals under the new key id (Bob's
+    // misplaced value does not open and is left alone).
+    let keys = &st.config.keys_dir;
+    let kid = authz_server::secrets::SecretBox::rotate(keys, p.clock.now()).unwrap();
+    let rotated = authz_server::secrets::SecretBox::load_or_create(keys, p.clock.now()).unwrap();
+    assert_eq!(
+        authz_server::secrets::reseal_all(&*st.auth, &rotated)
+            .await
+            .unwrap(),
+        1
+    );
+    let a2 = alice(&p).await;
+    assert!(a2.totp_secret.starts_with(&format!("wkz1.{kid}.")));
+    assert_eq!(
+        rotated.open(&a2.id, &a2.totp_secret).unwrap().secret,
+        kit_secret
+    );
     p.finish().await;
 }
 
