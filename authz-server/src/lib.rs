@@ -4,6 +4,7 @@
 pub mod client_auth;
 pub mod clock;
 pub mod config;
+pub mod consent_usage;
 pub mod dpop;
 pub mod http;
 pub mod issue;
@@ -14,6 +15,8 @@ pub mod password;
 pub mod provision;
 pub mod routes;
 pub mod rs_host;
+pub mod secrets;
+pub mod signin;
 pub mod state;
 pub mod tls;
 
@@ -76,9 +79,19 @@ impl Platform {
     }
 }
 
+// No caller left in this crate (see `connect_sql`); kept as the two-seam entry point.
+#[allow(dead_code)]
 pub(crate) async fn connect_stores(
     cfg: &Config,
 ) -> anyhow::Result<(Arc<dyn DurableStore>, Arc<dyn EphemeralStore>)> {
+    let (sql, eph) = connect_sql(cfg).await?;
+    Ok((Arc::new(sql), eph))
+}
+
+/// [`connect_stores`] with the SQL store itself, for the seams beyond `DurableStore`.
+pub(crate) async fn connect_sql(
+    cfg: &Config,
+) -> anyhow::Result<(SqlStore, Arc<dyn EphemeralStore>)> {
     if let Some(path) = cfg.database_url.strip_prefix("sqlite://")
         && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
         && !parent.as_os_str().is_empty()
@@ -97,7 +110,7 @@ pub(crate) async fn connect_stores(
         ),
         None => Arc::new(sql.ephemeral()),
     };
-    Ok((Arc::new(sql), eph))
+    Ok((sql, eph))
 }
 
 /// Discovery, JWKS and liveness: served on both listeners.
@@ -146,6 +159,28 @@ fn web_router(st: Arc<AppState>) -> Router {
             get(routes::dashboard::get_otp).post(routes::dashboard::post_otp),
         )
         .route("/account/logout", post(routes::dashboard::post_logout))
+        .route("/account/security", get(routes::security::get_security))
+        .route("/account/totp", get(routes::security::get_totp))
+        .route(
+            "/account/totp/start",
+            post(routes::security::post_totp_start),
+        )
+        .route(
+            "/account/totp/confirm",
+            post(routes::security::post_totp_confirm),
+        )
+        .route(
+            "/account/recovery-codes",
+            post(routes::security::post_recovery_codes),
+        )
+        .route(
+            "/account/passkeys/rename",
+            post(routes::security::post_passkey_rename),
+        )
+        .route(
+            "/account/passkeys/remove",
+            post(routes::security::post_passkey_remove),
+        )
         .route(
             "/account/consents/{id}/revoke",
             get(routes::dashboard::get_revoke).post(routes::dashboard::post_revoke),
@@ -254,7 +289,9 @@ pub async fn start_with(
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
-    let (store, eph) = connect_stores(&config).await?;
+    let (sql, eph) = connect_sql(&config).await?;
+    let store: Arc<dyn DurableStore> = Arc::new(sql.clone());
+    let auth: Arc<dyn authz_store::AuthStore> = Arc::new(sql);
     if config.dpop_nonce_required
         && config.dpop_nonce_secret.is_none()
         && config.redis_url.is_some()
@@ -326,8 +363,17 @@ pub async fn start_with(
         }
     };
 
+    let secrets = Arc::new(secrets::SecretBox::load_or_create(&config.keys_dir, now)?);
     if let Some(sb) = &sandbox {
-        seed(&*store, sb, now, config.sandbox_load_customers).await?;
+        seed(&*store, &secrets, sb, now, config.sandbox_load_customers).await?;
+    }
+    let resealed = secrets::reseal_all(&*auth, &secrets).await?;
+    if resealed > 0 {
+        tracing::info!(
+            resealed,
+            kid = secrets.active_kid(),
+            "TOTP secrets sealed at rest"
+        );
     }
     let bank = sandbox_bank(&*store, now, config.sandbox_load_customers).await?;
 
@@ -352,6 +398,8 @@ pub async fn start_with(
         client_cache: Default::default(),
         dpop_nonces: dpop::Nonces::new(config.dpop_nonce_secret.as_deref()),
         bank: bank.clone(),
+        auth,
+        secrets,
     });
 
     let chain = tls::load_chain(chain_pem.as_bytes())?;
@@ -375,6 +423,7 @@ pub async fn start_with(
                 base_url: state.resource_base.clone(),
                 keys: state.keys.verification_keys().to_vec(),
                 rate_limit: config.rs_rate_limit(),
+                auth: state.auth.clone(),
             },
             rx.clone(),
         )?;
@@ -463,6 +512,7 @@ pub async fn sandbox_bank(
 /// Register the sandbox clients and customer (idempotent).
 async fn seed(
     store: &dyn DurableStore,
+    secrets: &secrets::SecretBox,
     sb: &provision::Sandbox,
     now: i64,
     load_customers: u32,
@@ -484,18 +534,23 @@ async fn seed(
         .find_customer_by_username(&kc.username)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Stored sealed (see `secrets`); compared in clear.
     let current = existing.as_ref().is_some_and(|c| {
-        c.totp_secret == kc.totp_secret && password::verify(&kc.password, &c.password_hash)
+        secrets
+            .open(&c.id, &c.totp_secret)
+            .is_ok_and(|o| o.secret == kc.totp_secret)
+            && password::verify(&kc.password, &c.password_hash)
     });
     if !current {
+        let id = existing
+            .map(|c| c.id)
+            .unwrap_or_else(|| format!("cust-{}", uuid::Uuid::new_v4()));
         let rec = authz_store::CustomerRecord {
-            id: existing
-                .map(|c| c.id)
-                .unwrap_or_else(|| format!("cust-{}", uuid::Uuid::new_v4())),
+            totp_secret: secrets.seal(&id, &kc.totp_secret)?,
+            id,
             username: kc.username.clone(),
             display_name: "Alice Wanjiru".into(),
             password_hash: password::hash(&kc.password)?,
-            totp_secret: kc.totp_secret.clone(),
             totp_last_step: 0,
             created_at: now,
         };
@@ -514,12 +569,13 @@ async fn seed(
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if found.is_none() {
+                let id = format!("cust-{}", uuid::Uuid::new_v4());
                 let rec = authz_store::CustomerRecord {
-                    id: format!("cust-{}", uuid::Uuid::new_v4()),
+                    totp_secret: secrets.seal(&id, &kc.totp_secret)?,
+                    id,
                     username,
                     display_name: format!("Load Test {i}"),
                     password_hash: hash.clone(),
-                    totp_secret: kc.totp_secret.clone(),
                     totp_last_step: 0,
                     created_at: now,
                 };

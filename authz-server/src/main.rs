@@ -45,6 +45,9 @@ enum Cmd {
     },
     /// Print the sandbox customer's current TOTP code.
     Totp,
+    /// Retire the key that seals TOTP secrets and create a new one (restart to apply:
+    /// the start re-seals every secret under the new key).
+    RotateSecretKey,
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,6 +103,18 @@ fn main() -> std::process::ExitCode {
                         "no sandbox kit at {}; start the platform first",
                         path.display()
                     );
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::RotateSecretKey => {
+            match authz_server::secrets::SecretBox::rotate(&cfg.keys_dir, SystemClock.now()) {
+                Ok(kid) => {
+                    println!("new secret-sealing key {kid}; restart to re-seal stored secrets.");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rotation failed: {e:#}");
                     std::process::ExitCode::FAILURE
                 }
             }

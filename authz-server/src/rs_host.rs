@@ -55,6 +55,8 @@ pub struct RsInputs {
     pub keys: Vec<fapi_jose::Jwk>,
     /// Requests per second and burst per client; `None` disables throttling.
     pub rate_limit: Option<(u32, u32)>,
+    /// Where consent use is recorded ("last used" on the dashboard).
+    pub auth: Arc<dyn authz_store::AuthStore>,
 }
 
 /// Serve the RS on `tcp` until `stop` turns true. Returns the verifier, so its keys can
@@ -65,10 +67,16 @@ pub fn spawn(
     i: RsInputs,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<JwtVerifier>, tokio::task::JoinHandle<()>)> {
-    let clock: Arc<dyn resource_server::jwt::Clock> = Arc::new(RsClock(i.clock));
-    let consents = Arc::new(CachedConsentSource::new(
+    let clock: Arc<dyn resource_server::jwt::Clock> = Arc::new(RsClock(i.clock.clone()));
+    let cached = Arc::new(CachedConsentSource::new(
         Arc::new(resource_server::StoreConsentSource::new(i.store.clone())),
         Duration::from_secs(1),
+    ));
+    let consents = Arc::new(crate::consent_usage::UsageRecorder::new(
+        cached,
+        i.auth,
+        i.eph.clone(),
+        i.clock.clone(),
     ));
     let verifier = Arc::new(
         JwtVerifier::new(
@@ -148,7 +156,9 @@ pub async fn start_standalone(
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
-    let (store, eph) = crate::connect_stores(&config).await?;
+    let (sql, eph) = crate::connect_sql(&config).await?;
+    let auth: Arc<dyn authz_store::AuthStore> = Arc::new(sql.clone());
+    let store: Arc<dyn DurableStore> = Arc::new(sql);
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).with_context(|| {
             format!(
@@ -224,6 +234,7 @@ pub async fn start_standalone(
             base_url: base_url.clone(),
             keys,
             rate_limit: config.rs_rate_limit(),
+            auth,
         },
         rx,
     )?;

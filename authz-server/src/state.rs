@@ -60,6 +60,10 @@ pub struct AppState {
     pub dpop_nonces: crate::dpop::Nonces,
     /// The core bank: the consent page lists the customer's accounts from it.
     pub bank: Arc<dyn core_bank::CoreBank>,
+    /// Authentication factors, back-off and sign-in audit (same database as `store`).
+    pub auth: Arc<dyn authz_store::AuthStore>,
+    /// Seals customer secrets at rest (TOTP seeds).
+    pub secrets: Arc<crate::secrets::SecretBox>,
 }
 
 #[cfg(test)]

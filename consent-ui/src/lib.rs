@@ -15,6 +15,7 @@
 
 pub mod dashboard;
 pub mod passkey;
+pub mod security;
 
 use std::fmt;
 

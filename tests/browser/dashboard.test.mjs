@@ -130,7 +130,8 @@ test('the customer withdraws account access in the dashboard and the TPP is refu
     assert.match(text, /The balances of the accounts you pick/);
     assert.match(text, /Money going out of your accounts/);
     assert.ok(text.includes(accountName), `${accountName} not in ${text}`);
-    assert.match(text, /Last used\s*Not recorded/);
+    // The TPP's call above was recorded by the resource server (at most once a minute).
+    assert.match(text, /Last used\s*\d{1,2} \w{3} \d{4}, \d{2}:\d{2} UTC/);
     await card.locator('details.history summary').click();
     assert.match(await card.locator('.timeline').innerText(), /Access given/);
     await screenshot(page, 'dashboard');

@@ -589,7 +589,9 @@ async fn lockout_answers_the_request_uri() {
         400,
         "invalid_request_uri",
     );
-    // …and the earlier session cannot turn it into a code.
+    // …and the earlier session cannot turn it into a code (once the username's
+    // back-off from those five failures has passed).
+    p.clock.advance(61);
     let k = &p.kit.customer;
     let consent = other
         .sign_in(&other_login, &k.username, &k.password, &p.fresh_otp())

@@ -9,6 +9,7 @@ use crate::client_auth::{find_client, store};
 use crate::http::{cookie_value, html_page, query_pairs, redirect_303};
 use crate::ob;
 use crate::routes::par::PushedRequest;
+use crate::signin::{self, Channel};
 use crate::state::AppState;
 use authz_core::client::Client;
 use authz_core::interaction::{Interaction, Step};
@@ -25,6 +26,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub const COOKIE: &str = "__Host-wkz_ix";
+const IX: Channel = Channel::Interaction;
 
 /// What an authorization code stands for, stored under the code's digest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -442,14 +444,43 @@ pub async fn post_login(
     if ix.step != Step::Login {
         return redirect_303(where_next(&ix));
     }
-    let customer = match st
-        .store
-        .find_customer_by_username(form.username.trim())
-        .await
-    {
+    let username = form.username.trim().to_owned();
+    let client_id = Some(ix.request.client_id.as_str());
+    let customer = match st.store.find_customer_by_username(&username).await {
         Ok(c) => c,
         Err(e) => return server_error_page(&store(e)),
     };
+    // The back-off holds for any username, known or not, so it reveals nothing.
+    match signin::locked_until(&st, &username).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            if let Err(e) = signin::audit(
+                &st,
+                IX,
+                client_id,
+                customer.as_ref().map(|c| c.id.as_str()),
+                "password",
+                "locked",
+                "backoff",
+            )
+            .await
+            {
+                return server_error_page(&e);
+            }
+            let msg = format!(
+                "Too many failed attempts to sign in with this username. {}",
+                signin::wait_text(until, st.clock.now())
+            );
+            return login_page(
+                &ix,
+                &client,
+                &form.username,
+                Some(&msg),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+        Err(e) => return server_error_page(&e),
+    }
     let hash = customer
         .as_ref()
         .map(|c| c.password_hash.clone())
@@ -460,13 +491,40 @@ pub async fn post_login(
         .unwrap_or(false);
     match customer {
         Some(c) if ok => {
+            if let Err(e) = signin::audit(
+                &st,
+                IX,
+                client_id,
+                Some(&c.id),
+                "password",
+                "success",
+                "first_factor",
+            )
+            .await
+            {
+                return server_error_page(&e);
+            }
             ix.password_verified(c.id);
             match save(&st, &ix).await {
                 Ok(()) => redirect_303("/login/otp"),
                 Err(e) => server_error_page(&e),
             }
         }
-        _ => {
+        c => {
+            let reason = if c.is_some() {
+                "bad_password"
+            } else {
+                "unknown_user"
+            };
+            let cid = c.as_ref().map(|c| c.id.as_str());
+            if let Err(e) =
+                signin::audit(&st, IX, client_id, cid, "password", "failure", reason).await
+            {
+                return server_error_page(&e);
+            }
+            if let Err(e) = signin::count_failure(&st, &username).await {
+                return server_error_page(&e);
+            }
             let username = form.username;
             failed_attempt(&st, ix, |ix| {
                 login_page(
@@ -514,28 +572,87 @@ pub async fn post_otp(
         Ok(None) => return server_error_page(&OAuthError::server_error("customer vanished")),
         Err(e) => return server_error_page(&store(e)),
     };
-    let now = st.clock.now();
-    let step = crate::password::totp_step(&customer.totp_secret, form.otp.trim(), now);
-    // A code is accepted once: the store refuses a time-step at or before the last one.
-    let accepted = match step {
-        Some(s) => match st.store.advance_totp_step(&customer.id, s as i64).await {
-            Ok(b) => b,
-            Err(e) => return server_error_page(&store(e)),
-        },
-        None => false,
-    };
-    if !accepted {
-        return failed_attempt(&st, ix, |ix| {
-            otp_page(
-                ix,
-                &client,
-                Some("That code is not valid. Wait for a new code and try again."),
-                StatusCode::UNAUTHORIZED,
+    let client_id = Some(ix.request.client_id.as_str());
+    match signin::locked_until(&st, &customer.username).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            if let Err(e) = signin::audit(
+                &st,
+                IX,
+                client_id,
+                Some(&customer.id),
+                "totp",
+                "locked",
+                "backoff",
             )
-        })
-        .await;
+            .await
+            {
+                return server_error_page(&e);
+            }
+            let msg = format!(
+                "Too many failed attempts. {}",
+                signin::wait_text(until, st.clock.now())
+            );
+            return otp_page(&ix, &client, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        }
+        Err(e) => return server_error_page(&e),
     }
-    ix.second_factor_verified(now, "otp");
+    let now = st.clock.now();
+    let factor = match signin::verify_second_factor(&st, &customer, &form.otp).await {
+        Ok(f) => f,
+        Err(e) => return server_error_page(&e),
+    };
+    let factor = match factor {
+        Ok(f) => f,
+        Err(method) => {
+            if let Err(e) = signin::audit(
+                &st,
+                IX,
+                client_id,
+                Some(&customer.id),
+                method,
+                "failure",
+                "bad_code",
+            )
+            .await
+            {
+                return server_error_page(&e);
+            }
+            if let Err(e) = signin::count_failure(&st, &customer.username).await {
+                return server_error_page(&e);
+            }
+            return failed_attempt(&st, ix, |ix| {
+                otp_page(
+                    ix,
+                    &client,
+                    Some("That code is not valid. Wait for a new code and try again."),
+                    StatusCode::UNAUTHORIZED,
+                )
+            })
+            .await;
+        }
+    };
+    let reason = match factor {
+        signin::SecondFactor::Totp => "second_factor",
+        signin::SecondFactor::Recovery => "recovery_code_used",
+    };
+    if let Err(e) = signin::audit(
+        &st,
+        IX,
+        client_id,
+        Some(&customer.id),
+        factor.method(),
+        "success",
+        reason,
+    )
+    .await
+    {
+        return server_error_page(&e);
+    }
+    if let Err(e) = signin::clear_failures(&st, &customer.username).await {
+        return server_error_page(&e);
+    }
+    ix.second_factor_verified(now, factor.amr());
     match save(&st, &ix).await {
         Ok(()) => redirect_303("/consent"),
         Err(e) => server_error_page(&e),

@@ -11,6 +11,7 @@
 
 use crate::client_auth::{find_client, store};
 use crate::http::{cookie_value, html_page, query_pairs, redirect_303};
+use crate::signin::{self, Channel};
 use crate::state::AppState;
 use authz_core::OAuthError;
 use authz_store::{AuditEntry, ConsentRecord, ConsentStatus};
@@ -27,44 +28,57 @@ use time::OffsetDateTime;
 
 pub const COOKIE: &str = "__Host-wkz_dash";
 const NS: &str = "dash";
-const NS_FAIL: &str = "dash_fail";
+const DASH: Channel = Channel::Dashboard;
 /// Idle timeout of a signed-in session, and lifetime of a sign-in in progress.
 pub const IDLE_SECS: i64 = 15 * 60;
 /// A session ends this long after sign-in, however active.
 pub const MAX_SESSION_SECS: i64 = 8 * 60 * 60;
-/// Failed attempts allowed per sign-in (as for the authorization login) and per
-/// username within [`LOCKOUT_SECS`].
+/// Failed attempts allowed per sign-in (as for the authorization login); the back-off
+/// per username is [`signin::BACKOFF`], shared with the authorization login.
 pub const MAX_FAILURES: u32 = 5;
-pub const LOCKOUT_SECS: i64 = 15 * 60;
 /// `StatusReason` code written when the customer withdraws an account-access consent.
 pub const REASON_CUSTOMER_REVOKED: &str = "PSURevoked";
 
-const LOGIN: &str = "/account/login";
+pub(crate) const LOGIN: &str = "/account/login";
 const LOGIN_OTP: &str = "/account/login/otp";
 const LOGOUT: &str = "/account/logout";
-const HOME: &str = "/account";
+pub(crate) const HOME: &str = "/account";
+/// Where a sign-in may continue to after it succeeds (a fixed list, never a URL from
+/// the request).
+pub(crate) const SECURITY: &str = "/account/security";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Stage {
+pub(crate) enum Stage {
     Password,
-    Otp { customer_id: String },
-    SignedIn { customer_id: String, since: i64 },
+    Otp {
+        customer_id: String,
+    },
+    SignedIn {
+        customer_id: String,
+        since: i64,
+        /// How the customer signed in (`pwd otp mfa`, `pwd rec mfa`).
+        #[serde(default)]
+        amr: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Session {
-    id: String,
-    csrf: String,
-    stage: Stage,
+pub(crate) struct Session {
+    pub(crate) id: String,
+    pub(crate) csrf: String,
+    pub(crate) stage: Stage,
     failed_attempts: u32,
-    expires_at: i64,
+    pub(crate) expires_at: i64,
     /// A one-time banner for the next dashboard view.
     #[serde(default)]
-    flash: Option<dui::Notice>,
+    pub(crate) flash: Option<dui::Notice>,
+    /// Continue to the security page after signing in (a step-up asked for it).
+    #[serde(default)]
+    pub(crate) then_security: bool,
 }
 
 impl Session {
-    fn new(now: i64) -> Self {
+    pub(crate) fn new(now: i64) -> Self {
         Self {
             id: crate::random_token(24),
             csrf: crate::random_token(24),
@@ -72,6 +86,7 @@ impl Session {
             failed_attempts: 0,
             expires_at: now + IDLE_SECS,
             flash: None,
+            then_security: false,
         }
     }
 
@@ -85,7 +100,7 @@ impl Session {
 
 // ---------- pages and plumbing ----------
 
-fn render(html: Result<String, ui::RenderError>, status: StatusCode) -> Response {
+pub(crate) fn render(html: Result<String, ui::RenderError>, status: StatusCode) -> Response {
     match html {
         Ok(h) => html_page(status, h, None),
         Err(e) => {
@@ -95,7 +110,7 @@ fn render(html: Result<String, ui::RenderError>, status: StatusCode) -> Response
     }
 }
 
-fn message(
+pub(crate) fn message(
     status: StatusCode,
     signed_in: Option<dui::SignedIn>,
     title: &str,
@@ -115,7 +130,7 @@ fn message(
     )
 }
 
-fn server_error(e: &OAuthError) -> Response {
+pub(crate) fn server_error(e: &OAuthError) -> Response {
     tracing::error!(
         detail = e.detail.as_deref().unwrap_or(""),
         "dashboard request failed"
@@ -130,7 +145,7 @@ fn server_error(e: &OAuthError) -> Response {
     )
 }
 
-fn csrf_failure() -> Response {
+pub(crate) fn csrf_failure() -> Response {
     message(
         StatusCode::FORBIDDEN,
         None,
@@ -141,7 +156,7 @@ fn csrf_failure() -> Response {
     )
 }
 
-fn not_found(signed_in: Option<dui::SignedIn>) -> Response {
+pub(crate) fn not_found(signed_in: Option<dui::SignedIn>) -> Response {
     message(
         StatusCode::NOT_FOUND,
         signed_in,
@@ -152,7 +167,7 @@ fn not_found(signed_in: Option<dui::SignedIn>) -> Response {
     )
 }
 
-fn set_cookie(mut r: Response, id: &str) -> Response {
+pub(crate) fn set_cookie(mut r: Response, id: &str) -> Response {
     let v = format!("{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict");
     if let Ok(v) = HeaderValue::from_str(&v) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -160,7 +175,7 @@ fn set_cookie(mut r: Response, id: &str) -> Response {
     r
 }
 
-fn clear_cookie(mut r: Response) -> Response {
+pub(crate) fn clear_cookie(mut r: Response) -> Response {
     let v = format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&v) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -168,7 +183,7 @@ fn clear_cookie(mut r: Response) -> Response {
     r
 }
 
-fn csrf_ok(s: &Session, got: &str) -> bool {
+pub(crate) fn csrf_ok(s: &Session, got: &str) -> bool {
     // Constant-time comparison of two equal-length random strings.
     got.len() == s.csrf.len()
         && got
@@ -178,7 +193,7 @@ fn csrf_ok(s: &Session, got: &str) -> bool {
             == 0
 }
 
-async fn save(st: &AppState, s: &Session) -> Result<(), OAuthError> {
+pub(crate) async fn save(st: &AppState, s: &Session) -> Result<(), OAuthError> {
     let v = serde_json::to_string(s).map_err(|e| OAuthError::server_error(e.to_string()))?;
     st.eph
         .put(NS, &crate::digest(&s.id), &v, s.expires_at, st.clock.now())
@@ -186,14 +201,14 @@ async fn save(st: &AppState, s: &Session) -> Result<(), OAuthError> {
         .map_err(store)
 }
 
-async fn drop_session(st: &AppState, s: &Session) {
+pub(crate) async fn drop_session(st: &AppState, s: &Session) {
     if let Err(e) = st.eph.delete(NS, &crate::digest(&s.id)).await {
         tracing::warn!(error = %e, "could not delete a dashboard session");
     }
 }
 
 /// The session named by the cookie, if it exists and has not expired.
-async fn load(st: &AppState, headers: &HeaderMap) -> Result<Option<Session>, Response> {
+pub(crate) async fn load(st: &AppState, headers: &HeaderMap) -> Result<Option<Session>, Response> {
     let Some(id) = cookie_value(headers, COOKIE) else {
         return Ok(None);
     };
@@ -208,7 +223,7 @@ async fn load(st: &AppState, headers: &HeaderMap) -> Result<Option<Session>, Res
 
 /// A signed-in session, its idle timer restarted; otherwise the response to send
 /// (to the sign-in page for a GET, a refusal for a POST).
-async fn signed_in(
+pub(crate) async fn signed_in(
     st: &AppState,
     headers: &HeaderMap,
     is_post: bool,
@@ -216,7 +231,9 @@ async fn signed_in(
     let s = load(st, headers).await?;
     let now = st.clock.now();
     let Some((mut s, customer_id, since)) = s.and_then(|s| match &s.stage {
-        Stage::SignedIn { customer_id, since } => {
+        Stage::SignedIn {
+            customer_id, since, ..
+        } => {
             let (c, t) = (customer_id.clone(), *since);
             Some((s, c, t))
         }
@@ -256,60 +273,20 @@ async fn signed_in(
     Ok((s, customer_id, header))
 }
 
-// ---------- lock-out per username ----------
+// ---------- back-off ----------
 
-fn fail_key(username: &str, slot: u32) -> String {
-    crate::digest(&format!("{username}\u{0}{slot}"))
-}
-
-/// Whether the username has used up its failed attempts within the lock-out window.
-async fn locked_out(st: &AppState, username: &str) -> Result<bool, OAuthError> {
-    let now = st.clock.now();
-    Ok(st
-        .eph
-        .get(NS_FAIL, &fail_key(username, MAX_FAILURES - 1), now)
-        .await
-        .map_err(store)?
-        .is_some())
-}
-
-/// Count a failure against the username: each failure takes the first free slot
-/// atomically, so concurrent attempts cannot share one.
-async fn count_failure(st: &AppState, username: &str) -> Result<(), OAuthError> {
-    let now = st.clock.now();
-    for slot in 0..MAX_FAILURES {
-        if st
-            .eph
-            .insert_if_absent(
-                NS_FAIL,
-                &fail_key(username, slot),
-                "1",
-                now + LOCKOUT_SECS,
-                now,
-            )
-            .await
-            .map_err(store)?
-        {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-async fn clear_failures(st: &AppState, username: &str) {
-    for slot in 0..MAX_FAILURES {
-        if let Err(e) = st.eph.delete(NS_FAIL, &fail_key(username, slot)).await {
-            tracing::warn!(error = %e, "could not clear dashboard sign-in failures");
-        }
-    }
-}
-
-fn locked_page() -> Response {
+fn locked_page(until: Option<i64>, now: i64) -> Response {
+    let wait = match until {
+        Some(u) => signin::wait_text(u, now),
+        None => "Please try again later.".into(),
+    };
     clear_cookie(message(
         StatusCode::TOO_MANY_REQUESTS,
         None,
         "Too many attempts",
-        "For your security, signing in here is paused after several failed attempts. Please try again in 15 minutes.",
+        &format!(
+            "For your security, signing in with this username is paused after several failed attempts. {wait}"
+        ),
         true,
         Some(("Back to sign in", LOGIN)),
     ))
@@ -322,13 +299,14 @@ async fn failed_attempt(
     username: &str,
     again: impl FnOnce(&Session) -> Response,
 ) -> Response {
-    if let Err(e) = count_failure(st, username).await {
-        return server_error(&e);
-    }
+    let locked = match signin::count_failure(st, username).await {
+        Ok(l) => l,
+        Err(e) => return server_error(&e),
+    };
     s.failed_attempts += 1;
-    if s.failed_attempts >= MAX_FAILURES {
+    if locked.is_some() || s.failed_attempts >= MAX_FAILURES {
         drop_session(st, &s).await;
-        return locked_page();
+        return locked_page(locked, st.clock.now());
     }
     match save(st, &s).await {
         Ok(()) => again(&s),
@@ -421,7 +399,20 @@ pub async fn get_login(
             s
         }
     };
-    let notice = flag("signed_out").then_some("You have signed out.");
+    let notice = if flag("signed_out") {
+        Some("You have signed out.")
+    } else if flag("reauth") {
+        Some("For your security, sign in again to change how you sign in.")
+    } else {
+        None
+    };
+    let mut s = s;
+    if flag("reauth") && !s.then_security {
+        s.then_security = true;
+        if let Err(e) = save(&st, &s).await {
+            return server_error(&e);
+        }
+    }
     set_cookie(login_page(&s, "", None, notice, StatusCode::OK), &s.id)
 }
 
@@ -445,24 +436,31 @@ pub async fn post_login(
         Stage::SignedIn { .. } => return redirect_303(HOME),
     }
     let username = form.username.trim().to_owned();
-    match locked_out(&st, &username).await {
-        Ok(false) => {}
-        Ok(true) => {
-            tracing::warn!(
-                target: "audit",
-                event = "dashboard_login",
-                outcome = "locked_out",
-                "dashboard sign-in refused: too many failures"
-            );
-            drop_session(&st, &s).await;
-            return locked_page();
-        }
-        Err(e) => return server_error(&e),
-    }
     let customer = match st.store.find_customer_by_username(&username).await {
         Ok(c) => c,
         Err(e) => return server_error(&store(e)),
     };
+    match signin::locked_until(&st, &username).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            if let Err(e) = signin::audit(
+                &st,
+                DASH,
+                None,
+                customer.as_ref().map(|c| c.id.as_str()),
+                "password",
+                "locked",
+                "backoff",
+            )
+            .await
+            {
+                return server_error(&e);
+            }
+            drop_session(&st, &s).await;
+            return locked_page(Some(until), st.clock.now());
+        }
+        Err(e) => return server_error(&e),
+    }
     let hash = customer
         .as_ref()
         .map(|c| c.password_hash.clone())
@@ -473,6 +471,19 @@ pub async fn post_login(
         .unwrap_or(false);
     match customer {
         Some(c) if ok => {
+            if let Err(e) = signin::audit(
+                &st,
+                DASH,
+                None,
+                Some(&c.id),
+                "password",
+                "success",
+                "first_factor",
+            )
+            .await
+            {
+                return server_error(&e);
+            }
             let mut s = s;
             s.stage = Stage::Otp {
                 customer_id: c.id.clone(),
@@ -484,7 +495,16 @@ pub async fn post_login(
             }
         }
         c => {
-            tracing::warn!(target: "audit", event = "dashboard_login", step = "password", outcome = "failed", customer_id = c.as_ref().map(|c| c.id.as_str()).unwrap_or("unknown"), "dashboard password refused");
+            let reason = if c.is_some() {
+                "bad_password"
+            } else {
+                "unknown_user"
+            };
+            let cid = c.as_ref().map(|c| c.id.as_str());
+            if let Err(e) = signin::audit(&st, DASH, None, cid, "password", "failure", reason).await
+            {
+                return server_error(&e);
+            }
             let shown = form.username;
             failed_attempt(&st, s, &username, |s| {
                 login_page(
@@ -536,48 +556,101 @@ pub async fn post_otp(
         Ok(None) => return server_error(&OAuthError::server_error("customer vanished")),
         Err(e) => return server_error(&store(e)),
     };
-    match locked_out(&st, &customer.username).await {
-        Ok(false) => {}
-        Ok(true) => {
+    match signin::locked_until(&st, &customer.username).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            if let Err(e) = signin::audit(
+                &st,
+                DASH,
+                None,
+                Some(&customer.id),
+                "totp",
+                "locked",
+                "backoff",
+            )
+            .await
+            {
+                return server_error(&e);
+            }
             drop_session(&st, &s).await;
-            return locked_page();
+            return locked_page(Some(until), st.clock.now());
         }
         Err(e) => return server_error(&e),
     }
-    let now = st.clock.now();
-    let step = crate::password::totp_step(&customer.totp_secret, form.otp.trim(), now);
-    // A code is accepted once: the store refuses a time-step at or before the last one.
-    let accepted = match step {
-        Some(step) => match st.store.advance_totp_step(&customer.id, step as i64).await {
-            Ok(b) => b,
-            Err(e) => return server_error(&store(e)),
-        },
-        None => false,
+    let factor = match signin::verify_second_factor(&st, &customer, &form.otp).await {
+        Ok(f) => f,
+        Err(e) => return server_error(&e),
     };
-    if !accepted {
-        tracing::warn!(target: "audit", event = "dashboard_login", step = "otp", outcome = "failed", customer_id = %customer.id, "dashboard security code refused");
-        return failed_attempt(&st, s, &customer.username, |s| {
-            otp_page(
-                s,
-                Some("That code is not valid. Wait for a new code and try again."),
-                StatusCode::UNAUTHORIZED,
+    let factor = match factor {
+        Ok(f) => f,
+        Err(method) => {
+            if let Err(e) = signin::audit(
+                &st,
+                DASH,
+                None,
+                Some(&customer.id),
+                method,
+                "failure",
+                "bad_code",
             )
-        })
-        .await;
-    }
-    clear_failures(&st, &customer.username).await;
-    // A new session id and CSRF token once signed in (no fixation of the sign-in id).
-    drop_session(&st, &s).await;
-    let mut fresh = Session::new(now);
-    fresh.stage = Stage::SignedIn {
-        customer_id: customer.id.clone(),
-        since: now,
+            .await
+            {
+                return server_error(&e);
+            }
+            return failed_attempt(&st, s, &customer.username, |s| {
+                otp_page(
+                    s,
+                    Some("That code is not valid. Wait for a new code and try again."),
+                    StatusCode::UNAUTHORIZED,
+                )
+            })
+            .await;
+        }
     };
-    if let Err(e) = save(&st, &fresh).await {
+    let reason = match factor {
+        signin::SecondFactor::Totp => "second_factor",
+        signin::SecondFactor::Recovery => "recovery_code_used",
+    };
+    if let Err(e) = signin::audit(
+        &st,
+        DASH,
+        None,
+        Some(&customer.id),
+        factor.method(),
+        "success",
+        reason,
+    )
+    .await
+    {
         return server_error(&e);
     }
-    tracing::info!(target: "audit", event = "dashboard_login", step = "otp", outcome = "signed_in", customer_id = %customer.id, amr = "pwd otp", "customer signed in to the consent dashboard");
-    set_cookie(redirect_303(HOME), &fresh.id)
+    if let Err(e) = signin::clear_failures(&st, &customer.username).await {
+        return server_error(&e);
+    }
+    let amr = vec!["pwd".to_owned(), factor.amr().to_owned(), "mfa".to_owned()];
+    start_session(&st, &s, customer.id.clone(), amr).await
+}
+
+/// Signed in: a new session id and CSRF token (no fixation of the sign-in id).
+pub(crate) async fn start_session(
+    st: &AppState,
+    old: &Session,
+    customer_id: String,
+    amr: Vec<String>,
+) -> Response {
+    let now = st.clock.now();
+    drop_session(st, old).await;
+    let mut fresh = Session::new(now);
+    fresh.stage = Stage::SignedIn {
+        customer_id,
+        since: now,
+        amr,
+    };
+    if let Err(e) = save(st, &fresh).await {
+        return server_error(&e);
+    }
+    let next = if old.then_security { SECURITY } else { HOME };
+    set_cookie(redirect_303(next), &fresh.id)
 }
 
 #[tracing::instrument(skip_all)]
@@ -603,7 +676,7 @@ pub async fn post_logout(
 
 // ---------- the dashboard ----------
 
-fn when(secs: i64) -> Option<dui::When> {
+pub(crate) fn when(secs: i64) -> Option<dui::When> {
     let t = OffsetDateTime::from_unix_timestamp(secs).ok()?;
     let f = time::macros::format_description!(
         "[day padding:none] [month repr:short] [year], [hour]:[minute] UTC"
@@ -829,12 +902,14 @@ async fn card(
             fallback: "No end date: lasts until you withdraw it".into(),
         }),
     }
-    // No token use is audited today; only a recorded use is shown, nothing is guessed.
-    card.last_used = audit
-        .iter()
-        .rev()
-        .find(|a| matches!(a.action.as_str(), "used" | "accessed" | "token_issued"))
-        .and_then(|a| when(a.at));
+    // Recorded by the resource server at most once a minute per consent (see
+    // `resource_server::usage`); nothing is guessed.
+    card.last_used = st
+        .auth
+        .consent_last_used(&c.id)
+        .await
+        .map_err(store)?
+        .and_then(when);
     card.history = audit
         .iter()
         .filter_map(|a| {

@@ -5,5 +5,6 @@ pub mod dashboard;
 pub mod meta;
 pub mod par;
 pub mod passkey;
+pub mod security;
 pub mod token;
 pub mod userinfo;

@@ -17,6 +17,7 @@ use crate::passkey::{self as pk, AuthState, RegState};
 use crate::routes::authorize::{
     csrf_failure, csrf_ok, error_page, failed_attempt, load, save, server_error_page, where_next,
 };
+use crate::signin::{self, Channel};
 use crate::state::AppState;
 use authz_core::OAuthError;
 use authz_core::client::Client;
@@ -120,6 +121,39 @@ pub async fn post_signin(
         Ok(c) => c,
         Err(e) => return server_error_page(&store(e)),
     };
+    // The sign-in back-off holds here too (a locked username gets no ceremony).
+    match signin::locked_until(&st, &username).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            let cid = customer.as_ref().map(|c| c.id.as_str());
+            if let Err(e) = signin::audit(
+                &st,
+                Channel::Interaction,
+                Some(&client.client_id),
+                cid,
+                "passkey",
+                "locked",
+                "backoff",
+            )
+            .await
+            {
+                return server_error_page(&e);
+            }
+            let msg = format!(
+                "Too many failed attempts to sign in with this username. {}",
+                signin::wait_text(until, st.clock.now())
+            );
+            return signin_page(
+                &ix,
+                &client,
+                &username,
+                Some(&msg),
+                None,
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+        Err(e) => return server_error_page(&e),
+    }
     let records = match &customer {
         Some(c) => match st.store.list_passkeys(&c.id).await {
             Ok(r) => r,
@@ -137,6 +171,7 @@ pub async fn post_signin(
             }
         })
         .collect();
+    let known_id = customer.as_ref().map(|c| c.id.clone());
     let Some(customer) = customer.filter(|_| !keys.is_empty()) else {
         // Unknown username or no passkey: the same answer, and it counts as a failed
         // attempt, so probing usernames here is as limited as on the password form.
@@ -144,6 +179,19 @@ pub async fn post_signin(
             client_id = %client.client_id,
             "passkey sign-in refused: no passkey for that username"
         );
+        if let Err(e) = signin::audit(
+            &st,
+            Channel::Interaction,
+            Some(&client.client_id),
+            known_id.as_deref(),
+            "passkey",
+            "failure",
+            "no_passkey",
+        )
+        .await
+        {
+            return server_error_page(&e);
+        }
         return failed_attempt(&st, ix, |ix| {
             signin_page(
                 ix,
@@ -199,6 +247,21 @@ async fn signin_failed(
         reason,
         "passkey sign-in failed"
     );
+    // The audit keeps a short word; the detail stays in the log.
+    let word = reason.split(':').next().unwrap_or(reason).replace(' ', "_");
+    if let Err(e) = signin::audit(
+        st,
+        Channel::Interaction,
+        Some(&client.client_id),
+        customer_id,
+        "passkey",
+        "failure",
+        &word,
+    )
+    .await
+    {
+        return server_error_page(&e);
+    }
     failed_attempt(st, ix, |ix| {
         signin_page(
             ix,
@@ -320,6 +383,19 @@ pub async fn post_signin_finish(
     }
     if !ix.passkey_verified(now, cid.clone()) {
         return redirect_303(where_next(&ix));
+    }
+    if let Err(e) = signin::audit(
+        &st,
+        Channel::Interaction,
+        Some(&client.client_id),
+        Some(&cid),
+        "passkey",
+        "success",
+        "hwk_user",
+    )
+    .await
+    {
+        return server_error_page(&e);
     }
     if let Err(e) = save(&st, &ix).await {
         return server_error_page(&e);
