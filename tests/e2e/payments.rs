@@ -889,11 +889,18 @@ async fn concurrent_payments_from_one_account_keep_the_ledger_exact() {
     let dups: Vec<_> = reqs.iter().step_by(4).cloned().collect();
     let all: Vec<_> = reqs.iter().chain(dups.iter()).cloned().collect();
     let target = url(&p, "/domestic-payments");
+    let started = std::time::Instant::now();
     let results = futures::future::join_all(
         all.iter()
             .map(|(_, at, body, k)| call(tpp, Method::POST, &target, at, Some(body), Some(k))),
     )
     .await;
+    eprintln!(
+        "{} concurrent POST /domestic-payments ({} backend, debug build): {:?}",
+        all.len(),
+        wekeza_tests::backend(),
+        started.elapsed()
+    );
     let mut by_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for ((_, _, _, k), r) in all.iter().zip(&results) {
         assert_eq!(r.status, 201, "every request answered: {:?}", r.body);
@@ -953,5 +960,109 @@ async fn concurrent_payments_from_one_account_keep_the_ledger_exact() {
         check.unbalanced_postings.is_empty() && check.balance_mismatches.is_empty(),
         "{check:?}"
     );
+    p.finish().await;
+}
+
+/// The booked balance (ITBD) of an account-information balances answer, in minor units.
+fn booked_minor(r: &Reply) -> i64 {
+    let b = r.body["Data"]["Balance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["Type"] == "ITBD")
+        .unwrap()
+        .clone();
+    let s = b["Amount"]["Amount"].as_str().unwrap().replace('.', "");
+    let v: i64 = s.parse().unwrap();
+    if b["CreditDebitIndicator"] == "Debit" {
+        -v
+    } else {
+        v
+    }
+}
+
+#[tokio::test]
+async fn account_information_balances_show_payments() {
+    let p = TestPlatform::spawn().await;
+    let tpp = &p.mtls;
+    let alice = accounts_of(&p, "alice");
+    let bob = accounts_of(&p, "bob");
+    let from = &alice[0];
+    // Account access to alice's account (balances only).
+    let aisp = format!(
+        "{}/open-banking/v4.0/aisp",
+        p.kit.resource_base_url.trim_end_matches('/')
+    );
+    let acc_cc = cc_token(tpp, "accounts").await;
+    let r = tpp
+        .resource(
+            Method::POST,
+            &format!("{aisp}/account-access-consents"),
+            &acc_cc,
+            Some(
+                &json!({"Data": {"Permissions": ["ReadAccountsBasic", "ReadBalances"],
+                "ExpirationDateTime": "2099-01-01T00:00:00Z"}, "Risk": {}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let aid = r.body["Data"]["ConsentId"].as_str().unwrap().to_owned();
+    let pkce = Pkce::new();
+    let extra = [
+        ("scope", "openid accounts"),
+        ("claims", &intent_claims(&aid)),
+    ];
+    let par = tpp.par(&pkce, "s", "n", &extra).await.unwrap();
+    assert_eq!(par.status, 201, "{:?}", par.body);
+    let customer = p.customer();
+    let login = customer
+        .open(&tpp.authorize_url(par.str("request_uri").unwrap()))
+        .await
+        .unwrap();
+    let otp = p.fresh_otp();
+    let c = &p.kit.customer;
+    let page = customer
+        .sign_in(&login, &c.username, &c.password, &otp)
+        .await
+        .unwrap();
+    let back = customer
+        .decide_accounts(&page, true, &[from.id.as_str()])
+        .await
+        .unwrap();
+    let ais = exchange(tpp, &back, &pkce).await;
+    let ais_at = ais.str("access_token").unwrap().to_owned();
+    let balances = format!("{aisp}/accounts/{}/balances", from.id);
+    let before = tpp
+        .resource(Method::GET, &balances, &ais_at, None)
+        .await
+        .unwrap();
+    assert_eq!(before.status, 200, "{:?}", before.body);
+    assert_eq!(
+        booked_minor(&before),
+        balance(&p, &from.id).await,
+        "AIS reads the ledger"
+    );
+
+    let body = consent_body("100.00", &bob[0].number, Some(&from.number));
+    let id = create_consent(&p, tpp, &body).await;
+    let t = authorise(&p, tpp, &id, None).await;
+    let at = t.str("access_token").unwrap().to_owned();
+    let r = call(
+        tpp,
+        Method::POST,
+        &url(&p, "/domestic-payments"),
+        &at,
+        Some(&payment_body(&id, &body)),
+        Some(&key()),
+    )
+    .await;
+    assert_eq!(r.body["Data"]["Status"], "ACSC", "{:?}", r.body);
+    let after = tpp
+        .resource(Method::GET, &balances, &ais_at, None)
+        .await
+        .unwrap();
+    assert_eq!(after.status, 200, "{:?}", after.body);
+    assert_eq!(booked_minor(&after), booked_minor(&before) - 100_00);
     p.finish().await;
 }
