@@ -333,9 +333,14 @@ fn open_banking_request(
             "send either openbanking_intent_id or authorization_details, not both",
         ));
     }
-    if intent_id.is_some() && !scope.contains(openbanking::SCOPE_ACCOUNTS) {
+    // Which of the two an intent needs depends on its kind (account access or payment),
+    // which only the store knows: the authorization server checks that at PAR.
+    if intent_id.is_some()
+        && !scope.contains(openbanking::SCOPE_ACCOUNTS)
+        && !scope.contains(openbanking::SCOPE_PAYMENTS)
+    {
         return Err(OAuthError::invalid_scope(
-            "an account-access intent needs the accounts scope",
+            "an intent needs the accounts or the payments scope",
         ));
     }
     Ok((intent_id, account_access))

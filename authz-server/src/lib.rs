@@ -10,6 +10,7 @@ pub mod http;
 pub mod issue;
 pub mod keys;
 pub mod ob;
+pub mod ob_payments;
 pub mod passkey;
 pub mod password;
 pub mod provision;
@@ -505,6 +506,11 @@ pub async fn sandbox_bank(
                     .map_err(|e| anyhow::anyhow!("linking {username}: {e}"))?;
             }
         }
+    }
+    // Payments (issue 7): the accounts enter the durable ledger once, with today's
+    // balances as opening balances.
+    if let Some(p) = store.payments() {
+        resource_server::ledger::seed_ledger(p, &bank, now).await?;
     }
     Ok(bank)
 }

@@ -286,6 +286,13 @@ pub struct TokenExtras {
 }
 
 pub fn token_extras(c: &ConsentRecord) -> TokenExtras {
+    // UK OB: the ID token names the payment intent too.
+    if c.kind == openbanking::KIND_DOMESTIC_PAYMENT {
+        return TokenExtras {
+            intent_id: Some(c.id.clone()),
+            authorization_details: None,
+        };
+    }
     if c.kind != KIND_ACCOUNT_ACCESS {
         return TokenExtras::default();
     }

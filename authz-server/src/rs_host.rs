@@ -87,8 +87,19 @@ pub fn spawn(
         )
         .with_replay_store(i.eph),
     );
+    // Balances from the durable ledger (payments change them); clearing of payments to
+    // other banks runs in every RS process (each payment moves once, ADR 0011).
+    let bank: Arc<dyn core_bank::CoreBank> = Arc::new(resource_server::ledger::LedgerBank::new(
+        i.bank,
+        i.store.clone(),
+    ));
+    let clearing = resource_server::payments::spawn_clearing_worker(
+        i.store.clone(),
+        clock.clone(),
+        Duration::from_secs(1),
+    );
     let mut state =
-        resource_server::AppState::new(i.bank, verifier.clone(), i.store, clock, i.base_url);
+        resource_server::AppState::new(bank, verifier.clone(), i.store, clock, i.base_url);
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
@@ -105,6 +116,7 @@ pub fn spawn(
         {
             tracing::error!(error = %e, "resource server stopped with an error");
         }
+        clearing.abort();
     });
     Ok((verifier, task))
 }

@@ -20,7 +20,7 @@ fn uid() -> String {
 
 const NOW: i64 = 1_800_000_000;
 
-fn seed(id: &str, opening: i64, limit: i64, currency: &str) -> LedgerAccountSeed {
+pub fn seed(id: &str, opening: i64, limit: i64, currency: &str) -> LedgerAccountSeed {
     LedgerAccountSeed {
         id: id.to_owned(),
         customer_id: "bank-cust".into(),
@@ -55,7 +55,7 @@ fn audit(consent: &str, action: &str) -> AuditEntry {
 }
 
 /// A domestic-payment consent of `client`, authorised by `customer`.
-async fn authorised_consent(
+pub async fn authorised_consent(
     durable: &dyn DurableStore,
     store: &dyn PaymentStore,
     client: &str,
@@ -99,7 +99,7 @@ async fn authorised_consent(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn execution(
+pub fn execution(
     client: &str,
     customer: &str,
     consent: &str,

@@ -69,6 +69,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         accounts: vec![],
         transaction_window: None,
         error: None,
+        payment: None,
     };
     let error = ErrorPage {
         title: "We could not complete this request".into(),

@@ -171,6 +171,28 @@ pub struct ConsentPage {
     /// Message shown in the `#error` box (e.g. no account picked); `None` hides it.
     #[serde(default)]
     pub error: Option<String>,
+    /// A payment to approve (`#payment`): exactly what the customer authorises.
+    #[serde(default)]
+    pub payment: Option<PaymentSummary>,
+}
+
+/// What a payment consent asks for, as the consent page shows it (dynamic linking: the
+/// amount and payee shown are the ones the authorisation is bound to).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentSummary {
+    /// E.g. "KES 165.88" (`#payment-amount`).
+    pub amount: String,
+    /// The payee's name (`#payment-payee`).
+    pub payee_name: String,
+    /// The payee's account, e.g. "Account number 0100123456789" (`#payment-payee-account`).
+    pub payee_account: String,
+    /// The payment reference (`#payment-reference`).
+    pub reference: Option<String>,
+    /// The account named in the request (`#payment-from`), when the TPP chose it.
+    pub from_account: Option<String>,
+    /// Otherwise the accounts the customer may pay from, as radio buttons posted as
+    /// `account=<id>` (`#debtor-<n>`).
+    pub from_choices: Vec<AccountChoice>,
 }
 
 /// One heading of permissions on the consent page.

@@ -42,6 +42,7 @@ fn consent() -> ConsentPage {
         accounts: vec![],
         transaction_window: None,
         error: None,
+        payment: None,
     }
 }
 
@@ -361,4 +362,45 @@ fn open_banking_consent_lists_permissions_and_account_checkboxes() {
     );
     assert!(html.contains("id=\"transaction-window\""));
     assert!(html.contains("id=\"error\""));
+}
+
+#[test]
+fn payment_consent_shows_amount_payee_reference_and_debtor_choices() {
+    let page = ConsentPage {
+        payment: Some(PaymentSummary {
+            amount: "KES 165.88".into(),
+            payee_name: "ACME <Inc>".into(),
+            payee_account: "Account number 0100123456789".into(),
+            reference: Some("FRESCO-101".into()),
+            from_account: None,
+            from_choices: vec![AccountChoice {
+                id: "acc-1".into(),
+                name: "Everyday".into(),
+                detail: "Current account · KES".into(),
+                checked: false,
+            }],
+        }),
+        ..consent()
+    };
+    let html = render_consent(&page).expect("renders");
+    assert!(html.contains("id=\"payment-amount\"><strong>KES 165.88</strong>"));
+    assert!(
+        html.contains("id=\"payment-payee\">ACME &#60;Inc&#62;</span>"),
+        "escaped"
+    );
+    assert!(html.contains("0100123456789"));
+    assert!(html.contains("id=\"payment-reference\">FRESCO-101"));
+    assert!(html.contains("type=\"radio\" id=\"debtor-1\" name=\"account\" value=\"acc-1\""));
+    assert!(!html.contains("id=\"payment-from\""));
+    let fixed = ConsentPage {
+        payment: Some(PaymentSummary {
+            from_account: Some("Everyday · ending 6789".into()),
+            from_choices: vec![],
+            ..page.payment.clone().expect("payment")
+        }),
+        ..consent()
+    };
+    let html = render_consent(&fixed).expect("renders");
+    assert!(html.contains("id=\"payment-from\">Everyday · ending 6789"));
+    assert!(!html.contains("type=\"radio\""));
 }

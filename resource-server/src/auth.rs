@@ -70,6 +70,15 @@ pub struct ClientGrant {
     pub client_id: String,
 }
 
+/// A customer's (authorization-code) token for an API other than account information
+/// (payments): who, which client, which consent. The caller checks the consent itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerToken {
+    pub subject: String,
+    pub client_id: String,
+    pub consent_id: String,
+}
+
 /// Turns the credentials on a request into a [`Grant`].
 #[async_trait::async_trait]
 pub trait TokenVerifier: Send + Sync {
@@ -97,6 +106,35 @@ pub trait TokenVerifier: Send + Sync {
         method: &str,
         url: &str,
     ) -> Result<ClientGrant, AuthError>;
+
+    /// [`Self::verify_client`] for a token that must carry `scope` (e.g. `payments`)
+    /// instead of the account-information scope.
+    async fn verify_client_scope(
+        &self,
+        _authorization: &str,
+        _client_cert_der: Option<&[u8]>,
+        _dpop: Option<&str>,
+        _method: &str,
+        _url: &str,
+        _scope: &str,
+    ) -> Result<ClientGrant, AuthError> {
+        Err(AuthError::InsufficientScope)
+    }
+
+    /// Every token check for a customer's token that must carry `scope`, without the
+    /// account-access consent checks: the consent is the caller's to check. A
+    /// client-credentials token is refused ([`AuthError::InsufficientScope`]).
+    async fn verify_customer_scope(
+        &self,
+        _authorization: &str,
+        _client_cert_der: Option<&[u8]>,
+        _dpop: Option<&str>,
+        _method: &str,
+        _url: &str,
+        _scope: &str,
+    ) -> Result<CustomerToken, AuthError> {
+        Err(AuthError::InsufficientScope)
+    }
 }
 
 /// The TLS client certificate of the connection, placed in the request extensions by

@@ -25,7 +25,8 @@
 //! ([`JwtVerifier::with_replay_store`]), which a deployment of several instances needs.
 
 use crate::auth::{
-    AuthError, ClientGrant, Grant, Permission, Scheme, TokenVerifier, parse_authorization,
+    AuthError, ClientGrant, CustomerToken, Grant, Permission, Scheme, TokenVerifier,
+    parse_authorization,
 };
 use authz_store::EphemeralStore;
 use fapi_jose::{Jwk, Unverified};
@@ -424,6 +425,27 @@ impl JwtVerifier {
         method: &str,
         url: &str,
     ) -> Result<(Arc<AtClaims>, OffsetDateTime), AuthError> {
+        self.check_token_for(
+            authorization,
+            client_cert_der,
+            dpop,
+            method,
+            url,
+            &self.cfg.required_scope,
+        )
+        .await
+    }
+
+    /// [`Self::check_token`] with the scope the API needs.
+    async fn check_token_for(
+        &self,
+        authorization: &str,
+        client_cert_der: Option<&[u8]>,
+        dpop: Option<&str>,
+        method: &str,
+        url: &str,
+        required_scope: &str,
+    ) -> Result<(Arc<AtClaims>, OffsetDateTime), AuthError> {
         let (scheme, token) = parse_authorization(authorization)?;
         let now = self.clock.now();
         let now_s = now.unix_timestamp();
@@ -445,7 +467,7 @@ impl JwtVerifier {
         if c.nbf.is_some_and(|nbf| nbf > now_s + self.cfg.leeway_secs) {
             return Err(AuthError::InvalidToken("not yet valid"));
         }
-        if !c.scope.split(' ').any(|s| s == self.cfg.required_scope) {
+        if !c.scope.split(' ').any(|s| s == required_scope) {
             return Err(AuthError::InsufficientScope);
         }
         // Sender constraint: exactly one binding, and the scheme that goes with it.
@@ -574,6 +596,50 @@ impl TokenVerifier for JwtVerifier {
         }
         Ok(ClientGrant {
             client_id: c.client_id.clone(),
+        })
+    }
+
+    async fn verify_client_scope(
+        &self,
+        authorization: &str,
+        client_cert_der: Option<&[u8]>,
+        dpop: Option<&str>,
+        method: &str,
+        url: &str,
+        scope: &str,
+    ) -> Result<ClientGrant, AuthError> {
+        let (c, _) = self
+            .check_token_for(authorization, client_cert_der, dpop, method, url, scope)
+            .await?;
+        if c.consent_id.is_some() || c.sub != c.client_id {
+            return Err(AuthError::InsufficientScope);
+        }
+        Ok(ClientGrant {
+            client_id: c.client_id.clone(),
+        })
+    }
+
+    async fn verify_customer_scope(
+        &self,
+        authorization: &str,
+        client_cert_der: Option<&[u8]>,
+        dpop: Option<&str>,
+        method: &str,
+        url: &str,
+        scope: &str,
+    ) -> Result<CustomerToken, AuthError> {
+        let (c, _) = self
+            .check_token_for(authorization, client_cert_der, dpop, method, url, scope)
+            .await?;
+        // A client-credentials token names no consent and no customer.
+        let consent_id = c.consent_id.clone().ok_or(AuthError::InsufficientScope)?;
+        if c.sub == c.client_id {
+            return Err(AuthError::InsufficientScope);
+        }
+        Ok(CustomerToken {
+            subject: c.sub.clone(),
+            client_id: c.client_id.clone(),
+            consent_id,
         })
     }
 }

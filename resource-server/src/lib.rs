@@ -10,6 +10,8 @@
 //!   Basic/Detail fields, credits/debits, the transaction window).
 //! * [`consents`]: `account-access-consents` (create, read, delete) for
 //!   client-credentials tokens, over the shared consent store.
+//! * [`payments`]: domestic payment consents and payments (`/open-banking/v4.0/pisp`)
+//!   over the durable ledger; [`ledger`]: its seeding and ledger-backed balances.
 //! * [`store`]: [`store::StoreConsentSource`], consent state read from `authz-store`.
 //! * [`ratelimit`]: per-client throttling (429 + `Retry-After`).
 //! * [`error`]: the OB error schema; [`headers`]: FAPI headers, 406/415, no query tokens.
@@ -23,8 +25,10 @@ pub mod consents;
 pub mod error;
 pub mod headers;
 pub mod jwt;
+pub mod ledger;
 pub mod ob;
 pub mod openapi;
+pub mod payments;
 pub mod ratelimit;
 pub mod routes;
 pub mod store;
@@ -33,7 +37,9 @@ use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 use std::sync::Arc;
 
-pub use auth::{AuthError, ClientGrant, Grant, PeerCertificate, Permission, TokenVerifier};
+pub use auth::{
+    AuthError, ClientGrant, CustomerToken, Grant, PeerCertificate, Permission, TokenVerifier,
+};
 pub use jwt::{
     CachedConsentSource, Clock, ConsentSource, ConsentStatus, ConsentView, JwtVerifier,
     JwtVerifierConfig, SystemClock,
@@ -109,7 +115,7 @@ impl AppState {
 pub fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
     use routes::*;
     let p = |s: &str| format!("{PREFIX}{s}");
-    vec![
+    let mut routes = vec![
         (
             p("/account-access-consents"),
             post(crate::consents::create_account_access_consent),
@@ -141,7 +147,9 @@ pub fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
         ),
         (p("/party"), get(get_party)),
         (p("/accounts/{AccountId}/parties"), get(get_account_parties)),
-    ]
+    ];
+    routes.extend(crate::payments::routes());
+    routes
 }
 
 /// The application: the API (every response with `x-fapi-interaction-id`, OB errors for

@@ -3,7 +3,7 @@
 //! document or documented but not routed.
 
 use crate::error::{ObErrorDetail, ObErrorResponse};
-use crate::{consents, routes};
+use crate::{consents, payments, routes};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Doc, Required};
@@ -33,12 +33,25 @@ pub const OPENAPI_JSON_PATH: &str = "/open-banking/v4.0/aisp/openapi.json";
         routes::get_account_standing_orders,
         routes::get_party,
         routes::get_account_parties,
+        payments::create_domestic_payment_consent,
+        payments::get_domestic_payment_consent,
+        payments::get_funds_confirmation,
+        payments::create_domestic_payment,
+        payments::get_domestic_payment,
+        payments::get_domestic_payment_details,
     ),
     components(schemas(
         ObErrorResponse,
         ObErrorDetail,
         consents::ObReadConsent,
-        consents::ObReadConsentResponse
+        consents::ObReadConsentResponse,
+        payments::ObDomesticInitiation,
+        payments::ObWriteDomesticConsent,
+        payments::ObWriteDomesticConsentResponse,
+        payments::ObWriteDomestic,
+        payments::ObWriteDomesticResponse,
+        payments::ObFundsConfirmationResponse,
+        payments::ObPaymentDetailsResponse
     )),
     modifiers(&FapiHeaders)
 )]

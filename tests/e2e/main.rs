@@ -11,6 +11,7 @@ mod dpop;
 mod flow;
 mod message_signing;
 mod par;
+mod payments;
 mod resource;
 mod tls;
 mod token;

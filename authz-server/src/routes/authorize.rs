@@ -715,8 +715,33 @@ async fn consent_page(
         accounts: vec![],
         transaction_window: None,
         error,
+        payment: None,
     };
-    if ob::is_account_access(&ix.request) {
+    // A payment consent: exactly what is paid, to whom, from where (ADR 0011).
+    let payment = match crate::ob_payments::requested(st, &ix.request).await {
+        Ok(Some((_, d))) => crate::ob_payments::page_parts(st, &d, customer_id, picked)
+            .await
+            .map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match payment {
+        Ok(Some(p)) => {
+            page.payment = Some(p);
+            page.expires_text = Some("for this one payment only".into());
+        }
+        Ok(None) => {}
+        Err(e) if e.code == authz_core::ErrorCode::InvalidRequest => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "This payment cannot be approved",
+                "The app's request was withdrawn or already answered, or it asks to pay from an account that is not yours. Go back to the app and start again.",
+                Some("invalid_request"),
+            );
+        }
+        Err(e) => return server_error_page(&e),
+    }
+    if page.payment.is_none() && ob::is_account_access(&ix.request) {
         let parts = match ob::requested(st, &ix.request).await {
             Ok(Some(d)) => ob::page_parts(st, &d, customer_id, picked).await,
             Ok(None) => Err(OAuthError::server_error("account access request vanished")),
@@ -789,9 +814,21 @@ pub async fn post_consent(
             );
         }
     };
-    if approve && ob::is_account_access(&ix.request) && picked.is_empty() {
-        let msg = "Choose at least one account to share, or choose Deny.".to_owned();
-        return consent_page(&st, &ix, &client, &customer_id, &picked, Some(msg)).await;
+    let payment = crate::ob_payments::requested(&st, &ix.request)
+        .await
+        .ok()
+        .flatten();
+    let must_pick = match &payment {
+        Some((_, d)) => d.initiation.debtor_account.is_none() && picked.len() != 1,
+        None => ob::is_account_access(&ix.request) && picked.is_empty(),
+    };
+    if approve && must_pick {
+        let msg = if payment.is_some() {
+            "Choose the account to pay from, or choose Deny."
+        } else {
+            "Choose at least one account to share, or choose Deny."
+        };
+        return consent_page(&st, &ix, &client, &customer_id, &picked, Some(msg.into())).await;
     }
     match decide(&st, &ix, &client, &customer_id, &auth, approve, &picked).await {
         Ok(r) => {
@@ -859,7 +896,11 @@ async fn decide(
     let now = st.clock.now();
     let req = &ix.request;
     // Read before the request is consumed, so a withdrawn intent is reported as such.
-    let account_access = ob::requested(st, req).await?;
+    let payment = crate::ob_payments::requested(st, req).await?;
+    let account_access = match payment {
+        Some(_) => None,
+        None => ob::requested(st, req).await?,
+    };
     // The request_uri is consumed when the customer decides (FAPI 2.0 note: not at page
     // load, because link preloaders fetch pages). A second decision on it is refused.
     if !consume_request(st, ix).await? {
@@ -868,21 +909,46 @@ async fn decide(
             "request_uri already used",
         ));
     }
-    let consent_id = match account_access {
-        Some(d) => match ob::decide(st, req, d, customer_id, approve, picked, &auth.acr).await? {
-            Ok(ob::Outcome::Approved { consent_id }) => consent_id,
-            Ok(ob::Outcome::Refused) => {
-                tracing::info!(client_id = %client.client_id, "customer refused account access");
-                return Ok(redirect_error(
-                    st,
-                    req,
-                    "access_denied",
-                    "the customer refused the request",
-                ));
+    let paid = match payment {
+        Some((c, d)) => {
+            match crate::ob_payments::decide(st, &c, d, customer_id, approve, picked, &auth.acr)
+                .await?
+            {
+                Ok(Some(id)) => Some(id),
+                Ok(None) => {
+                    tracing::info!(client_id = %client.client_id, "customer refused a payment");
+                    return Ok(redirect_error(
+                        st,
+                        req,
+                        "access_denied",
+                        "the customer refused the payment",
+                    ));
+                }
+                Err(crate::ob_payments::Retry(msg)) => {
+                    return Err(OAuthError::invalid_request(msg));
+                }
             }
-            Err(ob::Retry(msg)) => return Err(OAuthError::invalid_request(msg)),
-        },
-        None => {
+        }
+        None => None,
+    };
+    let consent_id = match (paid, account_access) {
+        (Some(id), _) => id,
+        (None, Some(d)) => {
+            match ob::decide(st, req, d, customer_id, approve, picked, &auth.acr).await? {
+                Ok(ob::Outcome::Approved { consent_id }) => consent_id,
+                Ok(ob::Outcome::Refused) => {
+                    tracing::info!(client_id = %client.client_id, "customer refused account access");
+                    return Ok(redirect_error(
+                        st,
+                        req,
+                        "access_denied",
+                        "the customer refused the request",
+                    ));
+                }
+                Err(ob::Retry(msg)) => return Err(OAuthError::invalid_request(msg)),
+            }
+        }
+        (None, None) => {
             let consent = ConsentRecord {
                 id: uuid::Uuid::new_v4().to_string(),
                 client_id: client.client_id.clone(),

@@ -61,8 +61,20 @@ async fn par(
     // RFC 9449 §10.1: the proof's key binds the code; with dpop_jkt too, they must agree.
     bind_dpop_key(&mut request, proof.as_ref().map(|p| p.jkt.as_str()))?;
     // UK OB: the intent must be this client's and still awaiting authorisation.
-    if let Some(intent) = &request.intent_id {
+    if let Some(intent) = &request.intent_id
+        && !crate::ob_payments::check_intent(st, &client.client_id, intent, &request.scope).await?
+    {
         crate::ob::check_intent(st, &client.client_id, intent).await?;
+        if !request
+            .scope
+            .split(' ')
+            .any(|s| s == openbanking::SCOPE_ACCOUNTS)
+        {
+            return Err(authz_core::OAuthError::invalid_scope(
+                "an account-access intent needs the accounts scope",
+            )
+            .into());
+        }
     }
     let now = st.clock.now();
     let request_uri = format!(

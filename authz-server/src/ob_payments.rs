@@ -1,0 +1,325 @@
+//! Payment consents at the authorization server (issue 7, ADR 0011): the intent named at
+//! PAR must be this client's domestic-payment consent, awaiting authorisation, asked for
+//! with scope `payments`; the consent page shows exactly what is paid (amount, payee,
+//! account, reference) and from which account; the decision moves the consent AWAU →
+//! AUTH (with the customer and the debtor account) or RJCT in one guarded update. The
+//! code, and so the token, carries that consent's id and nothing else (dynamic linking).
+
+use crate::client_auth::store;
+use crate::state::AppState;
+use authz_core::par::AuthorizationRequest;
+use authz_core::{ErrorCode, OAuthError, OAuthResult};
+use authz_store::{AuditEntry, ConsentRecord, ConsentStatus};
+use consent_ui as ui;
+use openbanking::payment::{PaymentConsentDetails, format_minor};
+use openbanking::{KIND_DOMESTIC_PAYMENT, SCOPE_PAYMENTS, StatusReason};
+use std::collections::BTreeSet;
+use time::OffsetDateTime;
+
+fn bad_intent(why: &str) -> OAuthError {
+    OAuthError::invalid_request(format!("openbanking_intent_id: {why}"))
+}
+
+/// The payment consent an intent id names, if it is one of this client's; `None` for
+/// anything else (an account-access intent, another client's, unknown), which the
+/// account-access check then answers.
+async fn find(
+    st: &AppState,
+    client_id: &str,
+    intent_id: &str,
+) -> OAuthResult<Option<ConsentRecord>> {
+    Ok(st
+        .store
+        .find_consent(intent_id)
+        .await
+        .map_err(store)?
+        .filter(|c| c.client_id == client_id && c.kind == KIND_DOMESTIC_PAYMENT))
+}
+
+/// PAR: `Ok(true)` when the intent is this client's payment consent and may be
+/// authorised (awaiting authorisation, scope `payments` asked for); `Ok(false)` when it is
+/// not a payment consent of this client.
+pub async fn check_intent(
+    st: &AppState,
+    client_id: &str,
+    intent_id: &str,
+    scope: &str,
+) -> OAuthResult<bool> {
+    let Some(c) = find(st, client_id, intent_id).await? else {
+        return Ok(false);
+    };
+    if c.status != ConsentStatus::AwaitingAuthorisation {
+        return Err(bad_intent("the consent is not awaiting authorisation"));
+    }
+    if !scope.split(' ').any(|s| s == SCOPE_PAYMENTS) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "a payment consent is authorised with scope payments",
+        ));
+    }
+    Ok(true)
+}
+
+/// The payment the request asks the customer to authorise, if it names one.
+pub async fn requested(
+    st: &AppState,
+    req: &AuthorizationRequest,
+) -> OAuthResult<Option<(ConsentRecord, PaymentConsentDetails)>> {
+    let Some(id) = &req.intent_id else {
+        return Ok(None);
+    };
+    let Some(c) = find(st, &req.client_id, id).await? else {
+        return Ok(None);
+    };
+    if c.status != ConsentStatus::AwaitingAuthorisation {
+        return Err(bad_intent("the consent is not awaiting authorisation"));
+    }
+    let d = PaymentConsentDetails::from_value(&c.details)
+        .map_err(|e| OAuthError::server_error(format!("stored consent {id}: {e}")))?;
+    Ok(Some((c, d)))
+}
+
+async fn customer_accounts(
+    st: &AppState,
+    customer_id: &str,
+) -> OAuthResult<Vec<core_bank::Account>> {
+    let unavailable = |e: core_bank::CoreError| {
+        OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!("core bank unavailable: {e}"),
+        )
+    };
+    let Some(customer) = st
+        .bank
+        .customer_for_subject(customer_id)
+        .await
+        .map_err(unavailable)?
+    else {
+        return Ok(Vec::new());
+    };
+    st.bank.accounts(&customer.id).await.map_err(unavailable)
+}
+
+/// The customer's accounts a payment of `d` can leave from: current and savings accounts
+/// in the payment's currency, or exactly the one the consent names (if it is theirs).
+async fn debtor_candidates(
+    st: &AppState,
+    d: &PaymentConsentDetails,
+    customer_id: &str,
+) -> OAuthResult<Vec<core_bank::Account>> {
+    let cur = &d.initiation.instructed_amount.currency;
+    Ok(customer_accounts(st, customer_id)
+        .await?
+        .into_iter()
+        .filter(|a| a.kind != core_bank::AccountKind::CreditCard && a.currency.code() == cur)
+        .filter(|a| match &d.initiation.debtor_account {
+            Some(named) => {
+                a.identification.scheme == named.scheme_name
+                    && a.identification.identification == named.identification
+            }
+            None => true,
+        })
+        .collect())
+}
+
+fn tail(s: &str) -> String {
+    let v: Vec<char> = s.chars().collect();
+    v[v.len().saturating_sub(4)..].iter().collect()
+}
+
+fn describe(a: &core_bank::Account) -> ui::AccountChoice {
+    let kind = match a.kind {
+        core_bank::AccountKind::Current => "Current account",
+        core_bank::AccountKind::Savings => "Savings account",
+        core_bank::AccountKind::CreditCard => "Credit card",
+    };
+    ui::AccountChoice {
+        id: a.id.clone(),
+        name: a.nickname.clone(),
+        detail: format!(
+            "{kind} · {} · ending {}",
+            a.currency.code(),
+            tail(&a.identification.identification)
+        ),
+        checked: false,
+    }
+}
+
+/// The consent page's payment section. `Err(invalid_request)` when the account the
+/// consent names is not one of this customer's.
+pub async fn page_parts(
+    st: &AppState,
+    d: &PaymentConsentDetails,
+    customer_id: &str,
+    picked: &BTreeSet<String>,
+) -> OAuthResult<ui::PaymentSummary> {
+    let i = &d.initiation;
+    let candidates = debtor_candidates(st, d, customer_id).await?;
+    let (from_account, from_choices) = match &i.debtor_account {
+        Some(_) => {
+            let a = candidates
+                .first()
+                .ok_or_else(|| bad_intent("the account to pay from is not yours"))?;
+            let c = describe(a);
+            (Some(format!("{} · {}", c.name, c.detail)), vec![])
+        }
+        None => (
+            None,
+            candidates
+                .iter()
+                .map(|a| {
+                    let mut c = describe(a);
+                    c.checked = picked.contains(&a.id);
+                    c
+                })
+                .collect(),
+        ),
+    };
+    let scheme = match i.creditor_account.scheme_name.as_str() {
+        "KE.WEKEZA.AccountNumber" => "Wekeza account",
+        "KE.MPESA.MSISDN" => "M-PESA number",
+        "UK.OBIE.SortCodeAccountNumber" => "Sort code and account",
+        "UK.OBIE.IBAN" => "IBAN",
+        other => other,
+    };
+    let amount = i
+        .amount_minor()
+        .map(|m| format_minor(m, &i.instructed_amount.currency))
+        .map_err(|e| OAuthError::server_error(format!("stored amount: {e}")))?;
+    Ok(ui::PaymentSummary {
+        amount: format!("{} {amount}", i.instructed_amount.currency),
+        payee_name: i.creditor_account.name.clone().unwrap_or_default(),
+        payee_account: format!("{scheme} {}", i.creditor_account.identification),
+        reference: i.reference().map(str::to_owned),
+        from_account,
+        from_choices,
+    })
+}
+
+/// The customer's answer: `Ok(Some(consent_id))` approved, `Ok(None)` refused,
+/// `Err(Retry)` when the form needs another look (no account picked).
+pub struct Retry(pub String);
+
+pub async fn decide(
+    st: &AppState,
+    consent: &ConsentRecord,
+    d: PaymentConsentDetails,
+    customer_id: &str,
+    approve: bool,
+    picked: &BTreeSet<String>,
+    acr: &str,
+) -> OAuthResult<Result<Option<String>, Retry>> {
+    let now = st.clock.now();
+    let mut d = d;
+    d.status_update_date_time = OffsetDateTime::from_unix_timestamp(now)
+        .map_err(|_| OAuthError::server_error("clock out of range"))?;
+    let candidates = debtor_candidates(st, &d, customer_id).await?;
+    let debtor = if !approve {
+        None
+    } else if d.initiation.debtor_account.is_some() {
+        match candidates.first() {
+            Some(a) => Some(a.id.clone()),
+            // The TPP named an account this customer does not hold: never pay from it.
+            None => {
+                refuse(
+                    st,
+                    consent,
+                    d,
+                    customer_id,
+                    "U001",
+                    "the account to pay from is not the customer's",
+                    now,
+                )
+                .await?;
+                return Err(bad_intent("the account to pay from is not yours"));
+            }
+        }
+    } else {
+        if picked.len() != 1 {
+            return Ok(Err(Retry(
+                "Choose the account to pay from, or choose Deny.".into(),
+            )));
+        }
+        let id = picked.iter().next().cloned().unwrap_or_default();
+        if !candidates.iter().any(|a| a.id == id) {
+            // Only a tampered form gets here.
+            return Err(OAuthError::invalid_request(
+                "an account that cannot pay this was picked",
+            ));
+        }
+        Some(id)
+    };
+    let Some(debtor) = debtor else {
+        refuse(
+            st,
+            consent,
+            d,
+            customer_id,
+            "U010",
+            "the customer refused the payment",
+            now,
+        )
+        .await?;
+        return Ok(Ok(None));
+    };
+    d.debtor_account_id = Some(debtor.clone());
+    let audit = AuditEntry {
+        consent_id: consent.id.clone(),
+        at: now,
+        actor: format!("customer:{customer_id}"),
+        action: "authorised".into(),
+        detail: format!("debtor={debtor}; acr={acr}"),
+    };
+    let moved = st
+        .store
+        .update_consent(
+            &consent.id,
+            &[ConsentStatus::AwaitingAuthorisation],
+            ConsentStatus::Authorised,
+            Some(customer_id),
+            Some(&d.to_value()),
+            &audit,
+        )
+        .await
+        .map_err(store)?;
+    if !moved {
+        return Err(bad_intent(
+            "the consent is no longer awaiting authorisation",
+        ));
+    }
+    Ok(Ok(Some(consent.id.clone())))
+}
+
+async fn refuse(
+    st: &AppState,
+    consent: &ConsentRecord,
+    mut d: PaymentConsentDetails,
+    customer_id: &str,
+    code: &str,
+    why: &str,
+    now: i64,
+) -> OAuthResult<()> {
+    d.status_reason = Some(StatusReason {
+        code: code.into(),
+        description: why.into(),
+    });
+    let audit = AuditEntry {
+        consent_id: consent.id.clone(),
+        at: now,
+        actor: format!("customer:{customer_id}"),
+        action: "rejected".into(),
+        detail: why.into(),
+    };
+    st.store
+        .update_consent(
+            &consent.id,
+            &[ConsentStatus::AwaitingAuthorisation],
+            ConsentStatus::Rejected,
+            Some(customer_id),
+            Some(&d.to_value()),
+            &audit,
+        )
+        .await
+        .map_err(store)?;
+    Ok(())
+}

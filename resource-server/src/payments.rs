@@ -1,0 +1,941 @@
+//! Payment initiation (UK OB Read/Write v4 `payment-initiation-openapi`, domestic
+//! payments): consents created with a client-credentials token (scope `payments`), the
+//! customer's authorisation at the authorization server, execution exactly once with the
+//! customer's token bound to that consent, and status tracking (ADR 0011).
+//!
+//! * `x-idempotency-key` (≤ 40 characters) is required on every POST. The same key from
+//!   the same TPP within 24 h with the same request (endpoint and exact body) answers 201
+//!   with the resource's current state and changes nothing; with another request it is
+//!   refused and changes nothing. Keys live in the shared database, so this holds across
+//!   instances and restarts.
+//! * `POST /domestic-payments` needs the customer's authorization-code token whose
+//!   consent is the one named in the body; the payment's `Initiation` and `Risk` must
+//!   equal the consent's; the consent moves AUTH → COND in the same database transaction
+//!   as the money (`PaymentStore::execute_payment`), so a consent pays at most once.
+//! * A consent or payment of another TPP answers like an unknown id (no oracle).
+
+use crate::AppState;
+use crate::auth::{ClientGrant, CustomerToken};
+use crate::error::{ObError, ObErrorResponse, codes};
+use crate::ob::{self, Links, Meta};
+use crate::routes::{Credentials, self_link};
+use authz_store::{
+    AuditEntry, ConsentRecord, ConsentStatus as Stored, Created, Executed, IDEMPOTENCY_TTL_SECS,
+    IdempotencyRecord, PaymentExecution, PaymentRecord, PaymentStore,
+};
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use openbanking::payment::{
+    self as pay, ClearingOutcome, PaymentConsentDetails, PaymentError, format_minor,
+};
+use openbanking::{KIND_DOMESTIC_PAYMENT, SCOPE_PAYMENTS};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+pub const PISP_PREFIX: &str = "/open-banking/v4.0/pisp";
+
+/// Longest `x-idempotency-key` accepted (UK OB v4).
+pub const MAX_IDEMPOTENCY_KEY: usize = 40;
+
+// ---- callers ---------------------------------------------------------------------------
+
+/// A client-credentials token with scope `payments` (the TPP acting for itself).
+pub struct PaymentClient(pub ClientGrant);
+
+impl FromRequestParts<AppState> for PaymentClient {
+    type Rejection = ObError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ObError> {
+        let c = Credentials::from_parts(parts, state)?;
+        let grant = state
+            .verifier
+            .verify_client_scope(
+                c.authorization,
+                c.cert.as_deref(),
+                c.dpop,
+                parts.method.as_str(),
+                &c.url,
+                SCOPE_PAYMENTS,
+            )
+            .await?;
+        state.throttle(&grant.client_id)?;
+        Ok(Self(grant))
+    }
+}
+
+/// The customer's authorization-code token with scope `payments`, bound to one consent.
+pub struct PaymentCustomer(pub CustomerToken);
+
+impl FromRequestParts<AppState> for PaymentCustomer {
+    type Rejection = ObError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ObError> {
+        let c = Credentials::from_parts(parts, state)?;
+        let t = state
+            .verifier
+            .verify_customer_scope(
+                c.authorization,
+                c.cert.as_deref(),
+                c.dpop,
+                parts.method.as_str(),
+                &c.url,
+                SCOPE_PAYMENTS,
+            )
+            .await?;
+        state.throttle(&t.client_id)?;
+        Ok(Self(t))
+    }
+}
+
+// ---- OpenAPI shapes ------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObAmount {
+    /// Exact decimal string (`^\d{1,13}(\.\d{1,5})?$`), no more places than the currency has.
+    pub amount: String,
+    /// ISO 4217 code (KES, GBP, EUR, USD, UGX, JPY, KWD, BHD).
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObCashAccount {
+    /// `UK.OBIE.SortCodeAccountNumber`, `UK.OBIE.IBAN`, `KE.WEKEZA.AccountNumber`, `KE.MPESA.MSISDN`.
+    pub scheme_name: String,
+    pub identification: String,
+    /// Required for the creditor (shown to the customer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secondary_identification: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObRemittance {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unstructured: Option<String>,
+    /// Shown to the customer on the consent page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// `OBDomestic2` (Initiation).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObDomesticInitiation {
+    pub instruction_identification: String,
+    pub end_to_end_identification: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_instrument: Option<String>,
+    pub instructed_amount: ObAmount,
+    /// Optional: when absent the customer picks the account at authorisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debtor_account: Option<ObCashAccount>,
+    pub creditor_account: ObCashAccount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remittance_information: Option<ObRemittance>,
+}
+
+/// `OBWriteDomesticConsent4`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObWriteDomesticConsent {
+    pub data: ObWriteDomesticConsentData,
+    /// `OBRisk1`: must be sent again, unchanged, with the payment.
+    #[schema(value_type = Object)]
+    pub risk: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObWriteDomesticConsentData {
+    pub initiation: ObDomesticInitiation,
+    /// `Yes` or `No`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_refund_account: Option<String>,
+}
+
+/// `OBWriteDomesticConsentResponse5`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObWriteDomesticConsentResponse {
+    pub data: ObDomesticConsentResponseData,
+    #[schema(value_type = Object)]
+    pub risk: serde_json::Value,
+    pub links: Links,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObDomesticConsentResponseData {
+    pub consent_id: String,
+    pub creation_date_time: String,
+    /// `AWAU`, `AUTH`, `RJCT`, `COND` (consumed by its payment), `CANC` or `EXPD`.
+    pub status: String,
+    pub status_update_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<Vec<crate::consents::ObStatusReason>>,
+    #[schema(value_type = ObDomesticInitiation)]
+    pub initiation: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_refund_account: Option<String>,
+}
+
+/// `OBWriteFundsConfirmationResponse1`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObFundsConfirmationResponse {
+    pub data: ObFundsConfirmationData,
+    pub links: Links,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObFundsConfirmationData {
+    pub funds_available_result: ObFundsAvailableResult,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObFundsAvailableResult {
+    pub funds_available_date_time: String,
+    pub funds_available: bool,
+}
+
+/// `OBWriteDomestic2`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObWriteDomestic {
+    pub data: ObWriteDomesticData,
+    #[schema(value_type = Object)]
+    pub risk: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObWriteDomesticData {
+    pub consent_id: String,
+    /// Must equal the consent's Initiation.
+    pub initiation: ObDomesticInitiation,
+}
+
+/// `OBWriteDomesticResponse5`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObWriteDomesticResponse {
+    pub data: ObDomesticResponseData,
+    pub links: Links,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObDomesticResponseData {
+    pub domestic_payment_id: String,
+    pub consent_id: String,
+    pub creation_date_time: String,
+    /// ISO 20022: `ACSC` (settled), `ACSP` (settlement in process, other bank) or `RJCT`.
+    pub status: String,
+    pub status_update_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<Vec<ObPaymentStatusReason>>,
+    #[schema(value_type = ObDomesticInitiation)]
+    pub initiation: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debtor: Option<ObDebtor>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObPaymentStatusReason {
+    /// ISO 20022 reason: `AM04` insufficient funds, `AM03` currency, `AC04` refused by
+    /// the creditor's bank.
+    pub status_reason_code: String,
+    pub status_reason_description: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObDebtor {
+    pub name: String,
+}
+
+/// `OBWritePaymentDetailsResponse1`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObPaymentDetailsResponse {
+    pub data: ObPaymentDetailsData,
+    pub links: Links,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObPaymentDetailsData {
+    pub payment_status: Vec<ObPaymentStatusDetail>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObPaymentStatusDetail {
+    pub payment_transaction_id: String,
+    pub status: String,
+    pub payment_transaction_status_update_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<Vec<ObPaymentStatusReason>>,
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+fn payments(st: &AppState) -> Result<&dyn PaymentStore, ObError> {
+    st.store.payments().ok_or_else(|| {
+        tracing::error!("the durable store keeps no payment ledger");
+        ObError::internal()
+    })
+}
+
+fn utc(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t)
+        .map(|t| ob::dt(t.to_offset(time::UtcOffset::UTC)))
+        .unwrap_or_default()
+}
+
+fn pay_err(e: PaymentError) -> ObError {
+    let path = (!e.path.is_empty()).then_some(e.path.as_str());
+    ObError::new(StatusCode::BAD_REQUEST, e.code, e.message.clone(), path)
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, ObError> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json_type {
+        return Err(ObError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            codes::HEADER_INVALID,
+            "the request body must be application/json",
+            Some("Content-Type"),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|_| {
+        ObError::new(
+            StatusCode::BAD_REQUEST,
+            codes::FIELD_INVALID,
+            "the body is not valid JSON",
+            None,
+        )
+    })
+}
+
+/// The request's `x-idempotency-key`: required, one, 1..=40 printable ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ObError> {
+    const H: &str = "x-idempotency-key";
+    let mut all = headers.get_all(H).iter();
+    let v = match (all.next(), all.next()) {
+        (None, _) => {
+            return Err(ObError::bad_request(
+                codes::HEADER_MISSING,
+                "x-idempotency-key is required",
+                H,
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ObError::bad_request(
+                codes::HEADER_INVALID,
+                "one x-idempotency-key",
+                H,
+            ));
+        }
+        (Some(v), None) => v,
+    };
+    let s = v.to_str().unwrap_or_default().trim();
+    if s.is_empty()
+        || s.len() > MAX_IDEMPOTENCY_KEY
+        || !s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(ObError::bad_request(
+            codes::HEADER_INVALID,
+            format!("x-idempotency-key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"),
+            H,
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// SHA-256 over the endpoint and the exact body: "the same request".
+fn request_hash(endpoint: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(endpoint.as_bytes());
+    h.update([0u8]);
+    h.update(body);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn key_reused() -> ObError {
+    ObError::bad_request(
+        codes::HEADER_INVALID,
+        "this x-idempotency-key was used with a different request in the last 24 hours",
+        "x-idempotency-key",
+    )
+}
+
+fn consent_status(s: Stored) -> &'static str {
+    match s {
+        Stored::AwaitingAuthorisation => "AWAU",
+        Stored::Authorised => "AUTH",
+        Stored::Rejected => "RJCT",
+        Stored::Consumed => "COND",
+        Stored::Revoked => "CANC",
+        Stored::Expired => "EXPD",
+    }
+}
+
+fn consent_details(r: &ConsentRecord) -> Result<PaymentConsentDetails, ObError> {
+    PaymentConsentDetails::from_value(&r.details).map_err(|e| {
+        tracing::error!(consent = %r.id, error = %e, "corrupt payment consent details");
+        ObError::internal()
+    })
+}
+
+fn consent_not_found() -> ObError {
+    ObError::resource_not_found("ConsentId")
+}
+
+/// The client's payment consent, or 400 NotFound (unknown, another client's, or not a
+/// payment consent alike).
+async fn own_consent(
+    st: &AppState,
+    client_id: &str,
+    id: &str,
+) -> Result<(ConsentRecord, PaymentConsentDetails), ObError> {
+    let r = st
+        .store
+        .find_consent(id)
+        .await?
+        .filter(|r| r.client_id == client_id && r.kind == KIND_DOMESTIC_PAYMENT)
+        .ok_or_else(consent_not_found)?;
+    let d = consent_details(&r)?;
+    Ok((r, d))
+}
+
+fn render_consent(
+    st: &AppState,
+    r: &ConsentRecord,
+    d: &PaymentConsentDetails,
+    status: StatusCode,
+) -> Response {
+    let body = ObWriteDomesticConsentResponse {
+        data: ObDomesticConsentResponseData {
+            consent_id: r.id.clone(),
+            creation_date_time: utc(r.created_at),
+            status: consent_status(r.status).to_owned(),
+            status_update_date_time: ob::dt(
+                d.status_update_date_time.to_offset(time::UtcOffset::UTC),
+            ),
+            status_reason: d.status_reason.as_ref().map(|s| {
+                vec![crate::consents::ObStatusReason {
+                    status_reason_code: s.code.clone(),
+                    status_reason_description: s.description.clone(),
+                }]
+            }),
+            initiation: d.initiation.to_value(),
+            read_refund_account: d.read_refund_account.clone(),
+        },
+        risk: d.risk.clone(),
+        links: self_link(
+            st,
+            &format!("{PISP_PREFIX}/domestic-payment-consents/{}", r.id),
+            None,
+        ),
+        meta: Meta::default(),
+    };
+    no_store((status, axum::Json(body)).into_response())
+}
+
+fn reason_text(code: &str) -> &'static str {
+    match code {
+        pay::reason::AM04 => "insufficient funds",
+        pay::reason::AM03 => "the creditor account holds another currency",
+        pay::reason::AC04 => "refused by the creditor's bank",
+        _ => "rejected",
+    }
+}
+
+fn reasons(code: Option<&str>) -> Option<Vec<ObPaymentStatusReason>> {
+    code.map(|c| {
+        vec![ObPaymentStatusReason {
+            status_reason_code: c.to_owned(),
+            status_reason_description: reason_text(c).to_owned(),
+        }]
+    })
+}
+
+fn render_payment(st: &AppState, p: &PaymentRecord, status: StatusCode) -> Response {
+    let body = ObWriteDomesticResponse {
+        data: ObDomesticResponseData {
+            domestic_payment_id: p.id.clone(),
+            consent_id: p.consent_id.clone(),
+            creation_date_time: utc(p.created_at),
+            status: p.status.clone(),
+            status_update_date_time: utc(p.updated_at),
+            status_reason: reasons(p.status_reason.as_deref()),
+            initiation: p.details["Initiation"].clone(),
+            debtor: p.details["DebtorName"]
+                .as_str()
+                .map(|n| ObDebtor { name: n.to_owned() }),
+        },
+        links: self_link(
+            st,
+            &format!("{PISP_PREFIX}/domestic-payments/{}", p.id),
+            None,
+        ),
+        meta: Meta::default(),
+    };
+    no_store((status, axum::Json(body)).into_response())
+}
+
+/// The client's payment, or 400 NotFound.
+async fn own_payment(st: &AppState, client_id: &str, id: &str) -> Result<PaymentRecord, ObError> {
+    payments(st)?
+        .find_payment(id)
+        .await?
+        .filter(|p| p.client_id == client_id)
+        .ok_or_else(|| ObError::resource_not_found("DomesticPaymentId"))
+}
+
+// ---- endpoints ------------------------------------------------------------------------------
+
+#[utoipa::path(post, path = "/open-banking/v4.0/pisp/domestic-payment-consents", tag = "Domestic Payments",
+    request_body(content = ObWriteDomesticConsent, content_type = "application/json"),
+    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original consent")),
+    responses(
+        (status = 201, description = "Consent created, awaiting authorisation (AWAU); or the consent an earlier request with this key created", body = ObWriteDomesticConsentResponse),
+        (status = 400, description = "Invalid body, or the key was used with another request", body = ObErrorResponse),
+        (status = 401, body = ObErrorResponse),
+        (status = 403, description = "Not a client-credentials token with scope payments", body = ObErrorResponse),
+        (status = 406, body = ObErrorResponse), (status = 415, body = ObErrorResponse),
+        (status = 429, body = ObErrorResponse), (status = 500, body = ObErrorResponse),
+        (status = 503, body = ObErrorResponse)))]
+pub async fn create_domestic_payment_consent(
+    State(st): State<AppState>,
+    PaymentClient(client): PaymentClient,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ObError> {
+    let key = idempotency_key(&headers)?;
+    let hash = request_hash("POST domestic-payment-consents", &body);
+    let now = st.clock.now();
+    let now_s = now.unix_timestamp();
+    let store = payments(&st)?;
+    if let Some(k) = store
+        .find_idempotency(&client.client_id, &key, now_s)
+        .await?
+    {
+        return replay_consent(&st, &client.client_id, &k, &hash).await;
+    }
+    let json = json_body(&headers, &body)?;
+    let req = pay::parse_consent_body(&json).map_err(pay_err)?;
+    let details = PaymentConsentDetails::new(&req, now);
+    let record = ConsentRecord {
+        id: format!("pdc-{}", uuid::Uuid::new_v4()),
+        client_id: client.client_id.clone(),
+        customer_id: None,
+        kind: KIND_DOMESTIC_PAYMENT.into(),
+        scopes: SCOPE_PAYMENTS.into(),
+        status: Stored::AwaitingAuthorisation,
+        details: details.to_value(),
+        created_at: now_s,
+        updated_at: now_s,
+        expires_at: None,
+    };
+    let audit = AuditEntry {
+        consent_id: record.id.clone(),
+        at: now_s,
+        actor: format!("client:{}", client.client_id),
+        action: "created".into(),
+        detail: format!(
+            "{} {} to {}",
+            req.initiation.instructed_amount.amount,
+            req.initiation.instructed_amount.currency,
+            req.initiation.creditor_account.identification
+        ),
+    };
+    let idem = IdempotencyRecord {
+        client_id: client.client_id.clone(),
+        key,
+        request_hash: hash.clone(),
+        resource_id: record.id.clone(),
+        created_at: now_s,
+        expires_at: now_s + IDEMPOTENCY_TTL_SECS,
+    };
+    match store
+        .create_consent_idempotent(&record, &audit, &idem)
+        .await?
+    {
+        Created::Done => Ok(render_consent(&st, &record, &details, StatusCode::CREATED)),
+        // A concurrent request with the same key won.
+        Created::KeyInUse(k) => replay_consent(&st, &client.client_id, &k, &hash).await,
+    }
+}
+
+async fn replay_consent(
+    st: &AppState,
+    client_id: &str,
+    k: &IdempotencyRecord,
+    hash: &str,
+) -> Result<Response, ObError> {
+    if k.request_hash != hash {
+        return Err(key_reused());
+    }
+    let (r, d) = own_consent(st, client_id, &k.resource_id).await?;
+    Ok(render_consent(st, &r, &d, StatusCode::CREATED))
+}
+
+#[utoipa::path(get, path = "/open-banking/v4.0/pisp/domestic-payment-consents/{ConsentId}", tag = "Domestic Payments",
+    params(("ConsentId" = String, Path, description = "Consent id")),
+    responses(
+        (status = 200, description = "The consent and its status", body = ObWriteDomesticConsentResponse),
+        (status = 400, description = "Unknown consent, or another client's", body = ObErrorResponse),
+        (status = 401, body = ObErrorResponse), (status = 403, body = ObErrorResponse),
+        (status = 406, body = ObErrorResponse), (status = 429, body = ObErrorResponse),
+        (status = 500, body = ObErrorResponse), (status = 503, body = ObErrorResponse)))]
+pub async fn get_domestic_payment_consent(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    PaymentClient(client): PaymentClient,
+) -> Result<Response, ObError> {
+    let (r, d) = own_consent(&st, &client.client_id, &id).await?;
+    Ok(render_consent(&st, &r, &d, StatusCode::OK))
+}
+
+/// The consent the customer's token is bound to, which must be `id`, this client's,
+/// this customer's.
+async fn bound_consent(
+    st: &AppState,
+    t: &CustomerToken,
+    id: &str,
+) -> Result<(ConsentRecord, PaymentConsentDetails), ObError> {
+    if t.consent_id != id {
+        return Err(ObError::forbidden(
+            "the access token was issued for another consent",
+        ));
+    }
+    let (r, d) = own_consent(st, &t.client_id, id).await?;
+    if r.customer_id.as_deref() != Some(t.subject.as_str()) {
+        return Err(ObError::forbidden(
+            "the consent was authorised by another customer",
+        ));
+    }
+    Ok((r, d))
+}
+
+fn not_authorised(r: &ConsentRecord) -> ObError {
+    ObError::bad_request(
+        codes::INVALID_CONSENT_STATUS,
+        format!("the consent is {}, not AUTH", consent_status(r.status)),
+        "ConsentId",
+    )
+}
+
+#[utoipa::path(get, path = "/open-banking/v4.0/pisp/domestic-payment-consents/{ConsentId}/funds-confirmation", tag = "Domestic Payments",
+    params(("ConsentId" = String, Path, description = "Consent id")),
+    responses(
+        (status = 200, description = "Whether the debtor account can pay the instructed amount now", body = ObFundsConfirmationResponse),
+        (status = 400, description = "Unknown consent, or not AUTH", body = ObErrorResponse),
+        (status = 401, body = ObErrorResponse),
+        (status = 403, description = "Not the customer's token for this consent", body = ObErrorResponse),
+        (status = 406, body = ObErrorResponse), (status = 429, body = ObErrorResponse),
+        (status = 500, body = ObErrorResponse), (status = 503, body = ObErrorResponse)))]
+pub async fn get_funds_confirmation(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    PaymentCustomer(t): PaymentCustomer,
+) -> Result<Response, ObError> {
+    let (r, d) = bound_consent(&st, &t, &id).await?;
+    if r.status != Stored::Authorised {
+        return Err(not_authorised(&r));
+    }
+    let debtor = d
+        .debtor_account_id
+        .as_deref()
+        .ok_or_else(ObError::internal)?;
+    let amount = d
+        .initiation
+        .amount_minor()
+        .map_err(|_| ObError::internal())?;
+    let available = payments(&st)?
+        .ledger_account(debtor)
+        .await?
+        .filter(|a| a.currency == d.initiation.instructed_amount.currency)
+        .is_some_and(|a| a.available() >= amount);
+    let body = ObFundsConfirmationResponse {
+        data: ObFundsConfirmationData {
+            funds_available_result: ObFundsAvailableResult {
+                funds_available_date_time: ob::dt(st.clock.now().to_offset(time::UtcOffset::UTC)),
+                funds_available: available,
+            },
+        },
+        links: self_link(
+            &st,
+            &format!("{PISP_PREFIX}/domestic-payment-consents/{id}/funds-confirmation"),
+            None,
+        ),
+        meta: Meta::default(),
+    };
+    Ok(no_store(axum::Json(body).into_response()))
+}
+
+#[utoipa::path(post, path = "/open-banking/v4.0/pisp/domestic-payments", tag = "Domestic Payments",
+    request_body(content = ObWriteDomestic, content_type = "application/json"),
+    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original payment, nothing paid twice")),
+    responses(
+        (status = 201, description = "The payment: ACSC (settled here), ACSP (to another bank, clearing), or RJCT with its reason (AM04 insufficient funds); the consent is COND", body = ObWriteDomesticResponse),
+        (status = 400, description = "Invalid body; Initiation or Risk differ from the consent (UK.OBIE.Resource.ConsentMismatch); consent not AUTH (UK.OBIE.Resource.InvalidConsentStatus); key used with another request", body = ObErrorResponse),
+        (status = 401, body = ObErrorResponse),
+        (status = 403, description = "Not the customer's payments token for this consent (a client-credentials token, another consent, another customer)", body = ObErrorResponse),
+        (status = 406, body = ObErrorResponse), (status = 415, body = ObErrorResponse),
+        (status = 429, body = ObErrorResponse), (status = 500, body = ObErrorResponse),
+        (status = 503, body = ObErrorResponse)))]
+pub async fn create_domestic_payment(
+    State(st): State<AppState>,
+    PaymentCustomer(t): PaymentCustomer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ObError> {
+    let key = idempotency_key(&headers)?;
+    let hash = request_hash("POST domestic-payments", &body);
+    let now = st.clock.now();
+    let now_s = now.unix_timestamp();
+    let store = payments(&st)?;
+    if let Some(k) = store.find_idempotency(&t.client_id, &key, now_s).await? {
+        return replay_payment(&st, &t.client_id, &k, &hash).await;
+    }
+    let json = json_body(&headers, &body)?;
+    let req = pay::parse_payment_body(&json).map_err(pay_err)?;
+    let (r, mut d) = bound_consent(&st, &t, &req.consent_id).await?;
+    if r.status != Stored::Authorised {
+        // A request with the same key may have consumed it since the first look.
+        if let Some(k) = store.find_idempotency(&t.client_id, &key, now_s).await? {
+            return replay_payment(&st, &t.client_id, &k, &hash).await;
+        }
+        return Err(not_authorised(&r));
+    }
+    pay::check_matches_consent(&req, &d).map_err(pay_err)?;
+    let debtor_id = d.debtor_account_id.clone().ok_or_else(|| {
+        tracing::error!(consent = %r.id, "authorised payment consent without a debtor account");
+        ObError::internal()
+    })?;
+    // The account must still be this customer's (it was when the consent was authorised).
+    let customer = st
+        .bank
+        .customer_for_subject(&t.subject)
+        .await?
+        .ok_or_else(|| ObError::forbidden("the customer holds no accounts here"))?;
+    let debtor = st
+        .bank
+        .account(&debtor_id)
+        .await?
+        .filter(|a| a.customer_id == customer.id)
+        .ok_or_else(|| ObError::forbidden("the debtor account is not the customer's"))?;
+    let amount = d
+        .initiation
+        .amount_minor()
+        .map_err(|_| ObError::internal())?;
+    let (outcome, after) = match pay::sandbox_clearing(amount) {
+        ClearingOutcome::Settle { after_secs } => ("settle", after_secs),
+        ClearingOutcome::Reject { after_secs } => ("reject", after_secs),
+    };
+    let id = format!("dp-{}", uuid::Uuid::new_v4());
+    d.payment_id = Some(id.clone());
+    d.status_update_date_time = now;
+    let x = PaymentExecution {
+        payment: PaymentRecord {
+            id: id.clone(),
+            consent_id: r.id.clone(),
+            client_id: t.client_id.clone(),
+            customer_id: t.subject.clone(),
+            debtor_account_id: debtor_id.clone(),
+            creditor_account_id: None,
+            external: false,
+            amount,
+            currency: d.initiation.instructed_amount.currency.clone(),
+            status: pay::status::RCVD.into(),
+            status_reason: None,
+            details: serde_json::json!({
+                "Initiation": req.initiation.to_value(),
+                "Risk": req.risk,
+                "DebtorName": debtor.identification.name,
+            }),
+            clearing_outcome: None,
+            next_action_at: None,
+            created_at: now_s,
+            updated_at: now_s,
+        },
+        creditor_scheme: d.initiation.creditor_account.scheme_name.clone(),
+        creditor_identification: d.initiation.creditor_account.identification.clone(),
+        clearing_after_secs: after,
+        clearing_outcome: outcome.into(),
+        consent_details: d.to_value(),
+        audit: AuditEntry {
+            consent_id: r.id.clone(),
+            at: now_s,
+            actor: format!("client:{}", t.client_id),
+            action: "consumed".into(),
+            detail: format!("payment={id}"),
+        },
+        idempotency: IdempotencyRecord {
+            client_id: t.client_id.clone(),
+            key,
+            request_hash: hash.clone(),
+            resource_id: id,
+            created_at: now_s,
+            expires_at: now_s + IDEMPOTENCY_TTL_SECS,
+        },
+    };
+    match store.execute_payment(&x).await? {
+        Executed::Done(p) => {
+            tracing::info!(payment = %p.id, status = %p.status, amount = %format_minor(p.amount, &p.currency), "domestic payment");
+            Ok(render_payment(&st, &p, StatusCode::CREATED))
+        }
+        Executed::KeyInUse(k) => replay_payment(&st, &t.client_id, &k, &hash).await,
+        // Consumed (or revoked) between the read and the write: another payment won.
+        Executed::ConsentNotAuthorised => {
+            let (r, _) = own_consent(&st, &t.client_id, &r.id).await?;
+            Err(not_authorised(&r))
+        }
+    }
+}
+
+async fn replay_payment(
+    st: &AppState,
+    client_id: &str,
+    k: &IdempotencyRecord,
+    hash: &str,
+) -> Result<Response, ObError> {
+    if k.request_hash != hash {
+        return Err(key_reused());
+    }
+    let p = own_payment(st, client_id, &k.resource_id).await?;
+    Ok(render_payment(st, &p, StatusCode::CREATED))
+}
+
+#[utoipa::path(get, path = "/open-banking/v4.0/pisp/domestic-payments/{DomesticPaymentId}", tag = "Domestic Payments",
+    params(("DomesticPaymentId" = String, Path, description = "Payment id")),
+    responses(
+        (status = 200, description = "The payment and its current status", body = ObWriteDomesticResponse),
+        (status = 400, description = "Unknown payment, or another client's", body = ObErrorResponse),
+        (status = 401, body = ObErrorResponse), (status = 403, body = ObErrorResponse),
+        (status = 406, body = ObErrorResponse), (status = 429, body = ObErrorResponse),
+        (status = 500, body = ObErrorResponse), (status = 503, body = ObErrorResponse)))]
+pub async fn get_domestic_payment(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    PaymentClient(client): PaymentClient,
+) -> Result<Response, ObError> {
+    let p = own_payment(&st, &client.client_id, &id).await?;
+    Ok(render_payment(&st, &p, StatusCode::OK))
+}
+
+#[utoipa::path(get, path = "/open-banking/v4.0/pisp/domestic-payments/{DomesticPaymentId}/payment-details", tag = "Domestic Payments",
+    params(("DomesticPaymentId" = String, Path, description = "Payment id")),
+    responses(
+        (status = 200, description = "Every status the payment went through, oldest first", body = ObPaymentDetailsResponse),
+        (status = 400, description = "Unknown payment, or another client's", body = ObErrorResponse),
+        (status = 401, body = ObErrorResponse), (status = 403, body = ObErrorResponse),
+        (status = 406, body = ObErrorResponse), (status = 429, body = ObErrorResponse),
+        (status = 500, body = ObErrorResponse), (status = 503, body = ObErrorResponse)))]
+pub async fn get_domestic_payment_details(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    PaymentClient(client): PaymentClient,
+) -> Result<Response, ObError> {
+    let p = own_payment(&st, &client.client_id, &id).await?;
+    let log = payments(&st)?.payment_status_log(&p.id).await?;
+    let body = ObPaymentDetailsResponse {
+        data: ObPaymentDetailsData {
+            payment_status: log
+                .into_iter()
+                .map(|l| ObPaymentStatusDetail {
+                    payment_transaction_id: p.id.clone(),
+                    status: l.status,
+                    payment_transaction_status_update_date_time: utc(l.at),
+                    status_reason: reasons(l.reason.as_deref()),
+                })
+                .collect(),
+        },
+        links: self_link(
+            &st,
+            &format!("{PISP_PREFIX}/domestic-payments/{id}/payment-details"),
+            None,
+        ),
+        meta: Meta::default(),
+    };
+    Ok(no_store(axum::Json(body).into_response()))
+}
+
+/// The routes of this module, registered by [`crate::api_routes`].
+pub fn routes() -> Vec<(String, axum::routing::MethodRouter<AppState>)> {
+    use axum::routing::{get, post};
+    let p = |s: &str| format!("{PISP_PREFIX}{s}");
+    vec![
+        (
+            p("/domestic-payment-consents"),
+            post(create_domestic_payment_consent),
+        ),
+        (
+            p("/domestic-payment-consents/{ConsentId}"),
+            get(get_domestic_payment_consent),
+        ),
+        (
+            p("/domestic-payment-consents/{ConsentId}/funds-confirmation"),
+            get(get_funds_confirmation),
+        ),
+        (p("/domestic-payments"), post(create_domestic_payment)),
+        (
+            p("/domestic-payments/{DomesticPaymentId}"),
+            get(get_domestic_payment),
+        ),
+        (
+            p("/domestic-payments/{DomesticPaymentId}/payment-details"),
+            get(get_domestic_payment_details),
+        ),
+    ]
+}
+
+/// The clearing worker: every `every`, moves due external payments on (ACSP → ACSC, or
+/// RJCT with the money returned). Several instances may run it; each payment moves once.
+pub fn spawn_clearing_worker(
+    store: std::sync::Arc<dyn authz_store::DurableStore>,
+    clock: std::sync::Arc<dyn crate::Clock>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(p) = store.payments() else { return };
+            let now = clock.now().unix_timestamp();
+            match p.advance_clearing(now, 500).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(moved = n, "clearing"),
+                Err(e) => tracing::warn!(error = %e, "clearing step failed; retrying"),
+            }
+        }
+    })
+}
