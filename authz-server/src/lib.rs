@@ -5,6 +5,7 @@ pub mod client_auth;
 pub mod clock;
 pub mod config;
 pub mod dpop;
+pub mod event_keys;
 pub mod http;
 pub mod issue;
 pub mod keys;
@@ -76,9 +77,22 @@ impl Platform {
     }
 }
 
+#[allow(dead_code)] // for callers that need no event store
 pub(crate) async fn connect_stores(
     cfg: &Config,
 ) -> anyhow::Result<(Arc<dyn DurableStore>, Arc<dyn EphemeralStore>)> {
+    let (d, e, _) = connect_stores_with_events(cfg).await?;
+    Ok((d, e))
+}
+
+/// [`connect_stores`] plus the same SQL store seen as the event store.
+pub(crate) async fn connect_stores_with_events(
+    cfg: &Config,
+) -> anyhow::Result<(
+    Arc<dyn DurableStore>,
+    Arc<dyn EphemeralStore>,
+    Arc<dyn authz_store::EventStore>,
+)> {
     if let Some(path) = cfg.database_url.strip_prefix("sqlite://")
         && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
         && !parent.as_os_str().is_empty()
@@ -97,7 +111,8 @@ pub(crate) async fn connect_stores(
         ),
         None => Arc::new(sql.ephemeral()),
     };
-    Ok((Arc::new(sql), eph))
+    let sql = Arc::new(sql);
+    Ok((sql.clone(), eph, sql))
 }
 
 /// Discovery, JWKS and liveness: served on both listeners.
@@ -254,7 +269,7 @@ pub async fn start_with(
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
-    let (store, eph) = connect_stores(&config).await?;
+    let (store, eph, events_store) = connect_stores_with_events(&config).await?;
     if config.dpop_nonce_required
         && config.dpop_nonce_secret.is_none()
         && config.redis_url.is_some()
@@ -293,7 +308,11 @@ pub async fn start_with(
 
     let now = clock.now();
     let retention = config.access_token_ttl_secs.max(config.id_token_ttl_secs) + 300;
-    let keys = Arc::new(KeyRing::load_or_create(&config.keys_dir, now, retention)?);
+    let events_key = Arc::new(event_keys::load_or_create(&config.keys_dir, now)?);
+    let keys = Arc::new(
+        KeyRing::load_or_create(&config.keys_dir, now, retention)?
+            .publish_also(events_key.public_jwk()),
+    );
 
     let (chain_pem, key_pem, client_ca_pem, sandbox) = match config.mode {
         Mode::Sandbox => {
@@ -375,6 +394,11 @@ pub async fn start_with(
                 base_url: state.resource_base.clone(),
                 keys: state.keys.verification_keys().to_vec(),
                 rate_limit: config.rs_rate_limit(),
+                events: Some(rs_host::RsEvents::from_config(
+                    &config,
+                    events_store,
+                    events_key,
+                )?),
             },
             rx.clone(),
         )?;

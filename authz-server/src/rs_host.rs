@@ -55,6 +55,48 @@ pub struct RsInputs {
     pub keys: Vec<fapi_jose::Jwk>,
     /// Requests per second and burst per client; `None` disables throttling.
     pub rate_limit: Option<(u32, u32)>,
+    /// Event notifications: the API and, in this process, the dispatcher (ADR 0012).
+    pub events: Option<RsEvents>,
+}
+
+/// What the event endpoints and the dispatcher need.
+pub struct RsEvents {
+    pub store: Arc<dyn authz_store::EventStore>,
+    pub key: Arc<fapi_jose::SigningKey>,
+    pub dispatcher: resource_server::event_dispatch::DispatcherConfig,
+}
+
+impl RsEvents {
+    /// From the configuration; in sandbox mode the sandbox CA is trusted for callbacks,
+    /// so local receivers can use a certificate it issued.
+    pub fn from_config(
+        config: &crate::config::Config,
+        store: Arc<dyn authz_store::EventStore>,
+        key: Arc<fapi_jose::SigningKey>,
+    ) -> anyhow::Result<Self> {
+        use resource_server::event_dispatch::{CallbackPolicy, DispatcherConfig};
+        let mut extra_roots_pem = Vec::new();
+        if config.mode == crate::config::Mode::Sandbox {
+            let ca = config.certs_dir.join("ca.pem");
+            extra_roots_pem
+                .push(std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?);
+        }
+        Ok(Self {
+            store,
+            key,
+            dispatcher: DispatcherConfig {
+                policy: CallbackPolicy {
+                    allow_private: config.events_private_callbacks_allowed(),
+                },
+                retry_horizon_ms: config.events_retry_horizon_secs * 1000,
+                retry_base_ms: config.events_retry_base_ms,
+                timeout_ms: config.events_delivery_timeout_ms,
+                poll_interval_ms: config.events_poll_interval_ms,
+                extra_roots_pem,
+                ..DispatcherConfig::default()
+            },
+        })
+    }
 }
 
 /// Serve the RS on `tcp` until `stop` turns true. Returns the verifier, so its keys can
@@ -66,6 +108,7 @@ pub fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<JwtVerifier>, tokio::task::JoinHandle<()>)> {
     let clock: Arc<dyn resource_server::jwt::Clock> = Arc::new(RsClock(i.clock));
+    let events_issuer = i.issuer.clone();
     let consents = Arc::new(CachedConsentSource::new(
         Arc::new(resource_server::StoreConsentSource::new(i.store.clone())),
         Duration::from_secs(1),
@@ -79,13 +122,38 @@ pub fn spawn(
         )
         .with_replay_store(i.eph),
     );
+    let mut dispatcher = None;
+    let events = match i.events {
+        Some(ev) => {
+            let signer = Arc::new(resource_server::event_dispatch::SetSigner {
+                key: ev.key,
+                issuer: events_issuer.clone(),
+                rs_base: i.base_url.clone(),
+            });
+            dispatcher = Some(resource_server::event_dispatch::Dispatcher::new(
+                ev.store.clone(),
+                signer.clone(),
+                clock.clone(),
+                ev.dispatcher.clone(),
+            )?);
+            Some(resource_server::events::EventsState {
+                store: ev.store,
+                policy: ev.dispatcher.policy,
+                signer,
+            })
+        }
+        None => None,
+    };
     let mut state =
         resource_server::AppState::new(i.bank, verifier.clone(), i.store, clock, i.base_url);
+    state.events = events;
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
     let app = resource_server::router(state).layer(axum::middleware::from_fn(peer_certificate));
     let listener = crate::tls::TlsListener::spawn(tcp, tls).context("resource server TLS")?;
+    let dispatch =
+        dispatcher.map(|d| resource_server::event_dispatch::spawn_dispatcher(d, stop.clone()));
     let task = tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<TlsInfo>();
         let until = async move {
@@ -96,6 +164,9 @@ pub fn spawn(
             .await
         {
             tracing::error!(error = %e, "resource server stopped with an error");
+        }
+        if let Some(d) = dispatch {
+            let _ = d.await;
         }
     });
     Ok((verifier, task))
@@ -138,6 +209,12 @@ async fn fetch_jwks(http: &reqwest::Client, url: &str) -> anyhow::Result<Vec<fap
     Ok(set.keys)
 }
 
+fn without_kid(keys: Vec<fapi_jose::Jwk>, kid: &str) -> Vec<fapi_jose::Jwk> {
+    keys.into_iter()
+        .filter(|k| k.kid.as_deref() != Some(kid))
+        .collect()
+}
+
 /// Start the resource server alone: the same stores as the AS, the AS's keys fetched from
 /// its JWKS over TLS, TLS material from the sandbox certificates (or the configured files).
 pub async fn start_standalone(
@@ -148,7 +225,11 @@ pub async fn start_standalone(
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
-    let (store, eph) = crate::connect_stores(&config).await?;
+    let (store, eph, events_store) = crate::connect_stores_with_events(&config).await?;
+    let events_key = Arc::new(crate::event_keys::load_or_create(
+        &config.keys_dir,
+        clock.now(),
+    )?);
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).with_context(|| {
             format!(
@@ -203,6 +284,8 @@ pub async fn start_standalone(
     }
     let keys =
         keys.with_context(|| format!("fetching the authorization server's keys from {jwks_url}"))?;
+    // The JWKS also publishes the events key; access tokens are never accepted under it.
+    let keys = without_kid(keys, events_key.kid());
 
     let bind: std::net::IpAddr = config.bind_address.parse()?;
     let tcp = TcpListener::bind((bind, config.rs_port))
@@ -224,14 +307,20 @@ pub async fn start_standalone(
             base_url: base_url.clone(),
             keys,
             rate_limit: config.rs_rate_limit(),
+            events: Some(RsEvents::from_config(
+                &config,
+                events_store,
+                events_key.clone(),
+            )?),
         },
         rx,
     )?;
+    let events_kid = events_key.kid().to_owned();
     let refresh = tokio::spawn(async move {
         loop {
             tokio::time::sleep(JWKS_REFRESH).await;
             match fetch_jwks(&http, &jwks_url).await {
-                Ok(k) => verifier.set_keys(k),
+                Ok(k) => verifier.set_keys(without_kid(k, &events_kid)),
                 Err(e) => {
                     tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys")
                 }
