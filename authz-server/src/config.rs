@@ -84,6 +84,9 @@ pub struct Config {
     pub events_delivery_timeout_ms: u64,
     /// How often an idle dispatcher looks for due deliveries.
     pub events_poll_interval_ms: u64,
+    /// Run the event dispatcher in this resource-server process (default). Off for
+    /// instances that should only serve the API while others deliver.
+    pub events_dispatcher: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -134,6 +137,7 @@ impl Default for Config {
             events_retry_base_ms: 1000,
             events_delivery_timeout_ms: 10_000,
             events_poll_interval_ms: 200,
+            events_dispatcher: true,
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct RsInputs {
 
 /// What the event endpoints and the dispatcher need.
 pub struct RsEvents {
+    /// Run the dispatcher here, not only the API.
+    pub dispatch: bool,
     pub store: Arc<dyn authz_store::EventStore>,
     pub key: Arc<fapi_jose::SigningKey>,
     pub dispatcher: resource_server::event_dispatch::DispatcherConfig,
@@ -82,6 +84,7 @@ impl RsEvents {
                 .push(std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?);
         }
         Ok(Self {
+            dispatch: config.events_dispatcher,
             store,
             key,
             dispatcher: DispatcherConfig {
@@ -130,12 +133,14 @@ pub fn spawn(
                 issuer: events_issuer.clone(),
                 rs_base: i.base_url.clone(),
             });
-            dispatcher = Some(resource_server::event_dispatch::Dispatcher::new(
-                ev.store.clone(),
-                signer.clone(),
-                clock.clone(),
-                ev.dispatcher.clone(),
-            )?);
+            if ev.dispatch {
+                dispatcher = Some(resource_server::event_dispatch::Dispatcher::new(
+                    ev.store.clone(),
+                    signer.clone(),
+                    clock.clone(),
+                    ev.dispatcher.clone(),
+                )?);
+            }
             Some(resource_server::events::EventsState {
                 store: ev.store,
                 policy: ev.dispatcher.policy,

@@ -792,3 +792,279 @@ async fn polling_returns_pending_sets_and_acknowledges() {
     assert_eq!(bad.status, 400);
     p.finish().await;
 }
+
+/// A dispatcher of the test's own over the platform's database (the platform's own is
+/// switched off), so it can be killed mid-delivery.
+async fn own_dispatcher(
+    p: &TestPlatform,
+    store: Arc<SqlStore>,
+    timeout_ms: u64,
+) -> resource_server::event_dispatch::Dispatcher {
+    use resource_server::event_dispatch::{
+        CallbackPolicy, Dispatcher, DispatcherConfig, SetSigner,
+    };
+    let key = authz_server::event_keys::load_or_create(&p.dir.join("keys"), 0).unwrap();
+    let signer = Arc::new(SetSigner {
+        key: Arc::new(key),
+        issuer: p.kit.issuer.clone(),
+        rs_base: p.kit.resource_base_url.trim_end_matches('/').to_owned(),
+    });
+    let cfg = DispatcherConfig {
+        policy: CallbackPolicy {
+            allow_private: true,
+        },
+        retry_base_ms: 100,
+        timeout_ms,
+        poll_interval_ms: 20,
+        extra_roots_pem: vec![std::fs::read(p.dir.join("certs").join("ca.pem")).unwrap()],
+        ..DispatcherConfig::default()
+    };
+    Dispatcher::new(store, signer, Arc::new(resource_server::SystemClock), cfg).unwrap()
+}
+
+/// A receiver that never answers the first request (the dispatcher is mid-delivery when
+/// it dies) and accepts everything after.
+async fn hanging_receiver(p: &TestPlatform, inbox: Arc<Inbox>) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tls_acceptor(p);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let seen2 = seen.clone();
+    // Relay: the first connection is held open unanswered; the rest go to a normal
+    // receiver on another port.
+    let normal = Receiver::start(p, 0, inbox).await;
+    let normal_port = normal.port;
+    tokio::spawn(async move {
+        let _keep = normal;
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            if seen2.fetch_add(1, Ordering::SeqCst) == 0 {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let mut b = [0u8; 1024];
+                        let _ = tls.read(&mut b).await;
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                });
+                continue;
+            }
+            tokio::spawn(async move {
+                let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", normal_port)).await
+                else {
+                    return;
+                };
+                let mut tcp = tcp;
+                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn a_dispatcher_killed_mid_delivery_loses_nothing_and_parallel_dispatchers_never_double_deliver()
+ {
+    let p = TestPlatform::spawn_with(|c| c.events_dispatcher = false).await;
+    let inbox = Arc::new(Inbox::default());
+    let (port, seen) = hanging_receiver(&p, inbox.clone()).await;
+    let s = subscribe(
+        &p,
+        &p.mtls,
+        Some(&format!("https://localhost:{port}/events")),
+    )
+    .await;
+    assert_eq!(s.status, 201, "{:?}", s.body);
+    let store = Arc::new(producer_store(&p).await);
+    let id = create_intent(&p, &p.mtls).await;
+    let d = call(
+        &p.mtls,
+        Method::DELETE,
+        &rs(&p, &format!("{AISP}/account-access-consents/{id}")),
+        None,
+    )
+    .await;
+    assert_eq!(d.status, 204);
+
+    // Dispatcher A takes the delivery and is killed while the receiver holds the request.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let a = resource_server::event_dispatch::spawn_dispatcher(
+        own_dispatcher(&p, store.clone(), 1000).await,
+        stop_rx.clone(),
+    );
+    wait_for("the first attempt in flight", 20, || {
+        seen.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    a.abort();
+    let _ = a.await;
+    // B starts at once but must wait for A's lease to run out; then it delivers.
+    let b = resource_server::event_dispatch::spawn_dispatcher(
+        own_dispatcher(&p, store.clone(), 1000).await,
+        stop_rx.clone(),
+    );
+    wait_for("redelivery after the lease", 30, || {
+        inbox.sets("/events").len() == 1
+    })
+    .await;
+    let keys = published_keys(&p).await;
+    let c = verified(&inbox.sets("/events")[0], &keys);
+    assert_eq!(
+        c["sub"].as_str().unwrap().rsplit('/').next(),
+        Some(id.as_str())
+    );
+
+    // Many events over many subscriptions, three dispatchers at once: each event arrives
+    // exactly once per subscription.
+    let mut subs = Vec::new();
+    for i in 0..4 {
+        let r = subscribe(&p, &p.mtls, Some(&format!("https://localhost:{port}/s{i}"))).await;
+        subs.push(
+            r.body["Data"]["EventSubscriptionId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let now = p.clock.now();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(
+            store
+                .enqueue(
+                    &NewEvent {
+                        client_id: p.mtls.client_id.clone(),
+                        consent_id: None,
+                        event_type: EVENT_RESOURCE_UPDATE.into(),
+                        rid: format!("pmt-{i}"),
+                        rty: "domestic-payment".into(),
+                        link: format!("/open-banking/v4.0/pisp/domestic-payments/pmt-{i}"),
+                        detail: json!({}),
+                        txn: format!("txn-{i}"),
+                        toe: now + i,
+                    },
+                    now * 1000,
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let mut more = Vec::new();
+    for _ in 0..2 {
+        more.push(resource_server::event_dispatch::spawn_dispatcher(
+            own_dispatcher(&p, store.clone(), 1000).await,
+            stop_rx.clone(),
+        ));
+    }
+    // 40 to /events and to each of /s0../s3.
+    wait_for("200 deliveries", 60, || {
+        inbox.got.lock().unwrap().len() > 40 * 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = inbox.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 201, "no duplicates");
+    for path in ["/events", "/s0", "/s1", "/s2", "/s3"] {
+        let jtis: Vec<String> = got
+            .iter()
+            .filter(|(p, ..)| p == path)
+            .map(|(_, _, b)| verified(b, &keys)["jti"].as_str().unwrap().to_owned())
+            .filter(|j| ids.contains(j))
+            .collect();
+        assert_eq!(jtis, ids, "{path}: each once, in event order");
+    }
+    let _ = stop_tx.send(true);
+    let _ = b.await;
+    for m in more {
+        let _ = m.await;
+    }
+    p.finish().await;
+}
+
+/// Measurement, not a check (run with `--ignored --nocapture`): events delivered per
+/// second through the platform's own dispatcher, and the delay from a consent change to
+/// its arrival at rest.
+#[tokio::test]
+#[ignore]
+async fn bench_delivery_rate_and_delay() {
+    let p = TestPlatform::spawn().await;
+    let inbox = Arc::new(Inbox::default());
+    let rx = Receiver::start(&p, 0, inbox.clone()).await;
+    let subs = 8;
+    for i in 0..subs {
+        let r = subscribe(
+            &p,
+            &p.mtls,
+            Some(&format!("https://localhost:{}/s{i}", rx.port)),
+        )
+        .await;
+        assert_eq!(r.status, 201);
+    }
+    // Delay at rest: one change at a time, time to arrival.
+    let mut delays = Vec::new();
+    for _ in 0..10 {
+        let id = create_intent(&p, &p.mtls).await;
+        let before = inbox.got.lock().unwrap().len();
+        let t0 = Instant::now();
+        let d = call(
+            &p.mtls,
+            Method::DELETE,
+            &rs(&p, &format!("{AISP}/account-access-consents/{id}")),
+            None,
+        )
+        .await;
+        assert_eq!(d.status, 204);
+        wait_for("arrival", 20, || {
+            inbox.got.lock().unwrap().len() >= before + subs
+        })
+        .await;
+        delays.push(t0.elapsed().as_millis());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    delays.sort();
+    eprintln!(
+        "change-to-delivery delay (incl. the DELETE round trip), ms: median {} max {} (all {delays:?})",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    // Throughput: N events for each of 8 subscriptions.
+    let store = producer_store(&p).await;
+    let n: i64 = 250;
+    let now = p.clock.now();
+    let before = inbox.got.lock().unwrap().len();
+    let t0 = Instant::now();
+    for i in 0..n {
+        store
+            .enqueue(
+                &NewEvent {
+                    client_id: p.mtls.client_id.clone(),
+                    consent_id: None,
+                    event_type: EVENT_RESOURCE_UPDATE.into(),
+                    rid: format!("pmt-{i}"),
+                    rty: "domestic-payment".into(),
+                    link: format!("/open-banking/v4.0/pisp/domestic-payments/pmt-{i}"),
+                    detail: json!({}),
+                    txn: format!("txn-{i}"),
+                    toe: now,
+                },
+                now * 1000,
+            )
+            .await
+            .unwrap();
+    }
+    let total = n as usize * subs;
+    wait_for("all deliveries", 600, || {
+        inbox.got.lock().unwrap().len() >= before + total
+    })
+    .await;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "{total} deliveries ({n} events x {subs} subscriptions) in {secs:.2} s: {:.0} deliveries/s",
+        total as f64 / secs
+    );
+    store.close().await;
+    rx.stop().await;
+    p.finish().await;
+}
