@@ -1068,3 +1068,70 @@ async fn bench_delivery_rate_and_delay() {
     rx.stop().await;
     p.finish().await;
 }
+
+/// A subscription whose host now resolves to loopback (as after DNS rebinding: it was
+/// public when written) or names a loopback address is never connected to when the
+/// deployment refuses internal callbacks: the check is repeated at connect time.
+#[tokio::test]
+async fn delivery_rechecks_the_callback_address() {
+    let p = TestPlatform::spawn_with(|c| {
+        c.events_allow_private_callbacks = Some(false);
+        c.events_retry_base_ms = 100;
+        c.events_poll_interval_ms = 50;
+    })
+    .await;
+    let inbox = Arc::new(Inbox::default());
+    let rx = Receiver::start(&p, 0, inbox.clone()).await;
+    let producer = producer_store(&p).await;
+    let mut subs = Vec::new();
+    for url in [
+        format!("https://localhost:{}/rebound", rx.port),
+        format!("https://127.0.0.1:{}/literal", rx.port),
+    ] {
+        let s = authz_store::EventSubscription {
+            id: format!("esub-{}", uuid::Uuid::new_v4()),
+            client_id: p.mtls.client_id.clone(),
+            callback_url: Some(url),
+            version: "4.0".into(),
+            event_types: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        producer.insert_subscription(&s).await.unwrap();
+        subs.push(s.id);
+    }
+    let id = create_intent(&p, &p.mtls).await;
+    let d = call(
+        &p.mtls,
+        Method::DELETE,
+        &rs(&p, &format!("{AISP}/account-access-consents/{id}")),
+        None,
+    )
+    .await;
+    assert_eq!(d.status, 204);
+    for sub in &subs {
+        let url = rs(
+            &p,
+            &format!("{EVENTS}/event-subscriptions/{sub}/deliveries"),
+        );
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = call(&p.mtls, Method::GET, &url, None).await;
+            assert_eq!(log.status, 200, "{:?}", log.body);
+            let attempts = log.body["Data"]["Attempts"].as_array().unwrap().clone();
+            if attempts.len() >= 2 {
+                for a in &attempts {
+                    assert!(a.get("StatusCode").is_none(), "{a:?}");
+                    assert!(a["Error"].as_str().unwrap().contains("policy"), "{a:?}");
+                }
+                break;
+            }
+            assert!(Instant::now() < end, "no attempt logged: {:?}", log.body);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(inbox.requests.load(Ordering::SeqCst), 0, "never connected");
+    producer.close().await;
+    rx.stop().await;
+    p.finish().await;
+}
