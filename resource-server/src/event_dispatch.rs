@@ -78,12 +78,16 @@ impl SetSigner {
 
 /// May this event still go to its TPP? Events about a consent itself (its authorisation,
 /// revocation, expiry) always do; events about anything the consent covers only while
-/// it is authorised.
+/// it is authorised, or consumed (a payment consent is consumed by its payment, whose
+/// later status changes still belong to the TPP). Revoked, expired or rejected: no.
 pub fn deliverable(event: &EventRecord, consent_status: Option<ConsentStatus>) -> bool {
     match &event.event.consent_id {
         None => true,
         Some(c) if *c == event.event.rid => true,
-        Some(_) => consent_status == Some(ConsentStatus::Authorised),
+        Some(_) => matches!(
+            consent_status,
+            Some(ConsentStatus::Authorised | ConsentStatus::Consumed)
+        ),
     }
 }
 
@@ -414,31 +418,59 @@ impl Dispatcher {
     }
 }
 
-/// Run the dispatcher until `stop` turns true. Store errors are logged and retried.
+/// Deliveries in flight per dispatcher.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Run the dispatcher until `stop` turns true. Each claimed delivery runs as its own
+/// task, so a slow receiver holds up only its own subscription's queue; a delivery that
+/// finishes wakes the loop, so the next event of that subscription goes out at once.
+/// Dropping (aborting) the returned task aborts the deliveries in flight too, like a
+/// process exit: their leases run out and another dispatcher takes over.
 pub fn spawn_dispatcher(
     d: Dispatcher,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    let d = Arc::new(d);
     tokio::spawn(async move {
         let idle = Duration::from_millis(d.cfg.poll_interval_ms);
+        let mut inflight = tokio::task::JoinSet::new();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let handled = match d.run_once().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event dispatcher round failed");
-                    0
+            while inflight.try_join_next().is_some() {}
+            let room = MAX_IN_FLIGHT.saturating_sub(inflight.len()) as i64;
+            let mut claimed = 0;
+            if room > 0 {
+                match d
+                    .store
+                    .claim_due(now_ms(&*d.clock), d.cfg.lease_ms(), d.cfg.batch.min(room))
+                    .await
+                {
+                    Ok(list) => {
+                        claimed = list.len();
+                        for c in list {
+                            let d = d.clone();
+                            inflight.spawn(async move {
+                                if let Err(e) = d.deliver(&c).await {
+                                    tracing::warn!(error = %e, event = %c.event.id, "recording a delivery failed");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming event deliveries failed"),
                 }
-            };
-            if handled == 0 {
+            }
+            if claimed == 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(idle) => {}
+                    Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
                     _ = stop.wait_for(|v| *v) => break,
                 }
             }
         }
+        // Graceful stop: let what is in flight finish and be recorded.
+        while inflight.join_next().await.is_some() {}
     })
 }
 
@@ -523,6 +555,40 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+    }
+
+    #[test]
+    fn events_under_an_ended_consent_are_not_deliverable() {
+        let ev = |rid: &str| EventRecord {
+            id: "evt-1".into(),
+            seq: 1,
+            created_at: 0,
+            event: authz_store::NewEvent {
+                client_id: "c".into(),
+                consent_id: Some("aac-1".into()),
+                event_type: authz_store::EVENT_RESOURCE_UPDATE.into(),
+                rid: rid.into(),
+                rty: "x".into(),
+                link: "/x".into(),
+                detail: serde_json::json!({}),
+                txn: "t".into(),
+                toe: 0,
+            },
+        };
+        use ConsentStatus::*;
+        for (st, ok) in [
+            (Authorised, true),
+            (Consumed, true),
+            (Revoked, false),
+            (Expired, false),
+            (Rejected, false),
+            (AwaitingAuthorisation, false),
+        ] {
+            assert_eq!(deliverable(&ev("pmt-1"), Some(st)), ok, "{st:?}");
+            // The consent's own lifecycle events always go.
+            assert!(deliverable(&ev("aac-1"), Some(st)));
+        }
+        assert!(!deliverable(&ev("pmt-1"), None), "consent gone");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const EVENTS_PREFIX: &str = "/open-banking/v4.0/events";
 pub const VERSION: &str = "4.0";
 /// Deliveries and attempts returned by the log endpoint.
 const LOG_LIMIT: i64 = 200;
+/// Subscriptions per client: every event fans out to each, so their number is bounded.
+pub const MAX_SUBSCRIPTIONS: usize = 10;
 /// `maxEvents` default and ceiling for polling.
 const POLL_DEFAULT: i64 = 20;
 const POLL_MAX: i64 = 100;
@@ -312,7 +314,7 @@ async fn checked(
     request_body(content = ObEventSubscriptionRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Subscription created", body = ObEventSubscriptionResponse),
-        (status = 400, description = "Invalid field, or a callback URL that is not https or points at an internal address", body = ObErrorResponse),
+        (status = 400, description = "Invalid field, a callback URL that is not https or points at an internal address, or already 10 subscriptions", body = ObErrorResponse),
         (status = 401, body = ObErrorResponse), (status = 403, body = ObErrorResponse),
         (status = 415, body = ObErrorResponse), (status = 429, body = ObErrorResponse),
         (status = 500, body = ObErrorResponse)))]
@@ -332,6 +334,12 @@ pub async fn create_subscription(
         ));
     }
     let (callback_url, version, event_types) = checked(ev, &req.data).await?;
+    if ev.store.list_subscriptions(&client.client_id).await?.len() >= MAX_SUBSCRIPTIONS {
+        return Err(invalid(
+            format!("at most {MAX_SUBSCRIPTIONS} event subscriptions per client"),
+            "Data",
+        ));
+    }
     let now = st.clock.now().unix_timestamp();
     let s = EventSubscription {
         id: format!("esub-{}", uuid::Uuid::new_v4()),

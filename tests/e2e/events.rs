@@ -1135,3 +1135,18 @@ async fn delivery_rechecks_the_callback_address() {
     rx.stop().await;
     p.finish().await;
 }
+
+#[tokio::test]
+async fn subscriptions_per_client_are_bounded() {
+    let p = TestPlatform::spawn().await;
+    for i in 0..resource_server::events::MAX_SUBSCRIPTIONS {
+        let r = subscribe(&p, &p.pkjwt, Some(&format!("https://localhost:9/cb{i}"))).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let r = subscribe(&p, &p.pkjwt, None).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    // Another client is not affected.
+    let r = subscribe(&p, &p.mtls, None).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    p.finish().await;
+}
