@@ -72,6 +72,21 @@ pub struct Config {
     /// deployments with `dpop_nonce_required` must give every instance the same value;
     /// unset, each instance makes a random one at start (right for one instance only).
     pub dpop_nonce_secret: Option<String>,
+    /// Event notification callbacks on loopback, private or link-local addresses
+    /// (`WEKEZA_EVENTS_ALLOW_PRIVATE_CALLBACKS`). Unset: allowed in sandbox mode (local
+    /// receivers), refused in production mode (server-side request forgery).
+    pub events_allow_private_callbacks: Option<bool>,
+    /// How long a notification is retried before it is dead-lettered (default 24 h).
+    pub events_retry_horizon_secs: i64,
+    /// First retry delay; doubled per attempt up to an hour, with jitter.
+    pub events_retry_base_ms: i64,
+    /// Timeout of one delivery attempt.
+    pub events_delivery_timeout_ms: u64,
+    /// How often an idle dispatcher looks for due deliveries.
+    pub events_poll_interval_ms: u64,
+    /// Run the event dispatcher in this resource-server process (default). Off for
+    /// instances that should only serve the API while others deliver.
+    pub events_dispatcher: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -117,6 +132,12 @@ impl Default for Config {
             tls_key_file: None,
             dpop_nonce_required: false,
             dpop_nonce_secret: None,
+            events_allow_private_callbacks: None,
+            events_retry_horizon_secs: 24 * 3600,
+            events_retry_base_ms: 1000,
+            events_delivery_timeout_ms: 10_000,
+            events_poll_interval_ms: 200,
+            events_dispatcher: true,
         }
     }
 }
@@ -130,6 +151,12 @@ impl Config {
                 self.rs_rate_limit_burst.max(self.rs_rate_limit_per_second),
             )
         })
+    }
+
+    /// Whether event callbacks may target internal addresses (see the field).
+    pub fn events_private_callbacks_allowed(&self) -> bool {
+        self.events_allow_private_callbacks
+            .unwrap_or(self.mode == Mode::Sandbox)
     }
 
     /// Load from defaults, `file` (if it exists, or must exist when given explicitly) and env.
@@ -211,6 +238,20 @@ impl Config {
             400 * 24 * 3600,
             "consent expiry",
         );
+        range(
+            "events_retry_horizon_secs",
+            self.events_retry_horizon_secs,
+            60,
+            30 * 24 * 3600,
+            "how long notifications are retried",
+        );
+        range(
+            "events_retry_base_ms",
+            self.events_retry_base_ms,
+            10,
+            600_000,
+            "first retry delay",
+        );
         if self.public_host.is_empty() || self.public_host.contains(['/', ':', ' ']) {
             errs.push(format!(
                 "public_host {:?} must be a bare host name",
@@ -250,6 +291,11 @@ impl Config {
             .is_some_and(|s| s.len() < 32)
         {
             errs.push("dpop_nonce_secret must be at least 32 characters".into());
+        }
+        if !(100..=120_000).contains(&self.events_delivery_timeout_ms)
+            || !(10..=60_000).contains(&self.events_poll_interval_ms)
+        {
+            errs.push("events_delivery_timeout_ms must be 100..=120000 and events_poll_interval_ms 10..=60000".into());
         }
         if self.sandbox_load_customers > 100_000 {
             errs.push("sandbox_load_customers must be at most 100000".into());

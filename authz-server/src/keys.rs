@@ -26,6 +26,10 @@ struct KeyFile {
 
 pub struct KeyRing {
     active: HashMap<Alg, Arc<SigningKey>>,
+    /// The token-signing keys' public halves.
+    own: Jwks,
+    /// `own` plus keys published for others to verify (the events key), which this
+    /// server never accepts on its own tokens.
     jwks: Jwks,
 }
 
@@ -34,13 +38,20 @@ impl KeyRing {
         self.active.get(&alg)
     }
 
-    /// Public keys to publish and to verify our own tokens with.
+    /// Public keys to publish: ours and [`Self::publish_also`]'s.
     pub fn jwks(&self) -> &Jwks {
         &self.jwks
     }
 
+    /// Publish `jwk` in the JWKS without accepting it for our own tokens.
+    pub fn publish_also(mut self, jwk: Jwk) -> Self {
+        self.jwks.keys.push(jwk);
+        self
+    }
+
+    /// The token-signing keys' public halves: what our own tokens verify against.
     pub fn verification_keys(&self) -> &[Jwk] {
-        &self.jwks.keys
+        &self.own.keys
     }
 
     /// Load every key file, create missing active keys, drop retired keys older than
@@ -78,7 +89,11 @@ impl KeyRing {
                 active.insert(f.alg, Arc::new(key));
             }
         }
-        Ok(Self { active, jwks })
+        Ok(Self {
+            active,
+            own: jwks.clone(),
+            jwks,
+        })
     }
 
     /// Retire the active key of `alg` and create its successor. Takes effect at the next start.
@@ -152,6 +167,20 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_published_extra_key_never_verifies_our_tokens() {
+        let dir = std::env::temp_dir().join(format!("wkz-keys-{}", crate::random_token(8)));
+        let extra = SigningKey::generate(Alg::PS256, "events-x").unwrap();
+        let ring = KeyRing::load_or_create(&dir, 1000, 600)
+            .unwrap()
+            .publish_also(extra.public_jwk());
+        assert!(ring.jwks().keys.contains(&extra.public_jwk()));
+        assert_eq!(ring.jwks().keys.len(), 4);
+        assert!(!ring.verification_keys().contains(&extra.public_jwk()));
+        assert_eq!(ring.verification_keys().len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn rotation_keeps_old_key_published_until_retention_passes() {

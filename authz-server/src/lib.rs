@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod consent_usage;
 pub mod dpop;
+pub mod event_keys;
 pub mod http;
 pub mod issue;
 pub mod keys;
@@ -292,7 +293,8 @@ pub async fn start_with(
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
     let (sql, eph) = connect_sql(&config).await?;
     let store: Arc<dyn DurableStore> = Arc::new(sql.clone());
-    let auth: Arc<dyn authz_store::AuthStore> = Arc::new(sql);
+    let auth: Arc<dyn authz_store::AuthStore> = Arc::new(sql.clone());
+    let events_store: Arc<dyn authz_store::EventStore> = Arc::new(sql);
     if config.dpop_nonce_required
         && config.dpop_nonce_secret.is_none()
         && config.redis_url.is_some()
@@ -331,7 +333,11 @@ pub async fn start_with(
 
     let now = clock.now();
     let retention = config.access_token_ttl_secs.max(config.id_token_ttl_secs) + 300;
-    let keys = Arc::new(KeyRing::load_or_create(&config.keys_dir, now, retention)?);
+    let events_key = Arc::new(event_keys::load_or_create(&config.keys_dir, now)?);
+    let keys = Arc::new(
+        KeyRing::load_or_create(&config.keys_dir, now, retention)?
+            .publish_also(events_key.public_jwk()),
+    );
 
     let (chain_pem, key_pem, client_ca_pem, sandbox) = match config.mode {
         Mode::Sandbox => {
@@ -425,6 +431,11 @@ pub async fn start_with(
                 keys: state.keys.verification_keys().to_vec(),
                 rate_limit: config.rs_rate_limit(),
                 auth: state.auth.clone(),
+                events: Some(rs_host::RsEvents::from_config(
+                    &config,
+                    events_store,
+                    events_key,
+                )?),
             },
             rx.clone(),
         )?;

@@ -57,6 +57,51 @@ pub struct RsInputs {
     pub rate_limit: Option<(u32, u32)>,
     /// Where consent use is recorded ("last used" on the dashboard).
     pub auth: Arc<dyn authz_store::AuthStore>,
+    /// Event notifications: the API and, in this process, the dispatcher (ADR 0012).
+    pub events: Option<RsEvents>,
+}
+
+/// What the event endpoints and the dispatcher need.
+pub struct RsEvents {
+    /// Run the dispatcher here, not only the API.
+    pub dispatch: bool,
+    pub store: Arc<dyn authz_store::EventStore>,
+    pub key: Arc<fapi_jose::SigningKey>,
+    pub dispatcher: resource_server::event_dispatch::DispatcherConfig,
+}
+
+impl RsEvents {
+    /// From the configuration; in sandbox mode the sandbox CA is trusted for callbacks,
+    /// so local receivers can use a certificate it issued.
+    pub fn from_config(
+        config: &crate::config::Config,
+        store: Arc<dyn authz_store::EventStore>,
+        key: Arc<fapi_jose::SigningKey>,
+    ) -> anyhow::Result<Self> {
+        use resource_server::event_dispatch::{CallbackPolicy, DispatcherConfig};
+        let mut extra_roots_pem = Vec::new();
+        if config.mode == crate::config::Mode::Sandbox {
+            let ca = config.certs_dir.join("ca.pem");
+            extra_roots_pem
+                .push(std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?);
+        }
+        Ok(Self {
+            dispatch: config.events_dispatcher,
+            store,
+            key,
+            dispatcher: DispatcherConfig {
+                policy: CallbackPolicy {
+                    allow_private: config.events_private_callbacks_allowed(),
+                },
+                retry_horizon_ms: config.events_retry_horizon_secs * 1000,
+                retry_base_ms: config.events_retry_base_ms,
+                timeout_ms: config.events_delivery_timeout_ms,
+                poll_interval_ms: config.events_poll_interval_ms,
+                extra_roots_pem,
+                ..DispatcherConfig::default()
+            },
+        })
+    }
 }
 
 /// Serve the RS on `tcp` until `stop` turns true. Returns the verifier, so its keys can
@@ -68,6 +113,7 @@ pub fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<JwtVerifier>, tokio::task::JoinHandle<()>)> {
     let clock: Arc<dyn resource_server::jwt::Clock> = Arc::new(RsClock(i.clock.clone()));
+    let events_issuer = i.issuer.clone();
     let cached = Arc::new(CachedConsentSource::new(
         Arc::new(resource_server::StoreConsentSource::new(i.store.clone())),
         Duration::from_secs(1),
@@ -98,13 +144,40 @@ pub fn spawn(
         clock.clone(),
         Duration::from_secs(1),
     );
+    let mut dispatcher = None;
+    let events = match i.events {
+        Some(ev) => {
+            let signer = Arc::new(resource_server::event_dispatch::SetSigner {
+                key: ev.key,
+                issuer: events_issuer.clone(),
+                rs_base: i.base_url.clone(),
+            });
+            if ev.dispatch {
+                dispatcher = Some(resource_server::event_dispatch::Dispatcher::new(
+                    ev.store.clone(),
+                    signer.clone(),
+                    clock.clone(),
+                    ev.dispatcher.clone(),
+                )?);
+            }
+            Some(resource_server::events::EventsState {
+                store: ev.store,
+                policy: ev.dispatcher.policy,
+                signer,
+            })
+        }
+        None => None,
+    };
     let mut state =
         resource_server::AppState::new(bank, verifier.clone(), i.store, clock, i.base_url);
+    state.events = events;
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
     let app = resource_server::router(state).layer(axum::middleware::from_fn(peer_certificate));
     let listener = crate::tls::TlsListener::spawn(tcp, tls).context("resource server TLS")?;
+    let dispatch =
+        dispatcher.map(|d| resource_server::event_dispatch::spawn_dispatcher(d, stop.clone()));
     let task = tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<TlsInfo>();
         let until = async move {
@@ -117,6 +190,9 @@ pub fn spawn(
             tracing::error!(error = %e, "resource server stopped with an error");
         }
         clearing.abort();
+        if let Some(d) = dispatch {
+            let _ = d.await;
+        }
     });
     Ok((verifier, task))
 }
@@ -158,6 +234,12 @@ async fn fetch_jwks(http: &reqwest::Client, url: &str) -> anyhow::Result<Vec<fap
     Ok(set.keys)
 }
 
+fn without_kid(keys: Vec<fapi_jose::Jwk>, kid: &str) -> Vec<fapi_jose::Jwk> {
+    keys.into_iter()
+        .filter(|k| k.kid.as_deref() != Some(kid))
+        .collect()
+}
+
 /// Start the resource server alone: the same stores as the AS, the AS's keys fetched from
 /// its JWKS over TLS, TLS material from the sandbox certificates (or the configured files).
 pub async fn start_standalone(
@@ -170,7 +252,12 @@ pub async fn start_standalone(
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n  {}", e.join("\n  ")))?;
     let (sql, eph) = crate::connect_sql(&config).await?;
     let auth: Arc<dyn authz_store::AuthStore> = Arc::new(sql.clone());
+    let events_store: Arc<dyn authz_store::EventStore> = Arc::new(sql.clone());
     let store: Arc<dyn DurableStore> = Arc::new(sql);
+    let events_key = Arc::new(crate::event_keys::load_or_create(
+        &config.keys_dir,
+        clock.now(),
+    )?);
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).with_context(|| {
             format!(
@@ -225,6 +312,8 @@ pub async fn start_standalone(
     }
     let keys =
         keys.with_context(|| format!("fetching the authorization server's keys from {jwks_url}"))?;
+    // The JWKS also publishes the events key; access tokens are never accepted under it.
+    let keys = without_kid(keys, events_key.kid());
 
     let bind: std::net::IpAddr = config.bind_address.parse()?;
     let tcp = TcpListener::bind((bind, config.rs_port))
@@ -247,14 +336,20 @@ pub async fn start_standalone(
             keys,
             rate_limit: config.rs_rate_limit(),
             auth,
+            events: Some(RsEvents::from_config(
+                &config,
+                events_store,
+                events_key.clone(),
+            )?),
         },
         rx,
     )?;
+    let events_kid = events_key.kid().to_owned();
     let refresh = tokio::spawn(async move {
         loop {
             tokio::time::sleep(JWKS_REFRESH).await;
             match fetch_jwks(&http, &jwks_url).await {
-                Ok(k) => verifier.set_keys(k),
+                Ok(k) => verifier.set_keys(without_kid(k, &events_kid)),
                 Err(e) => {
                     tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys")
                 }

@@ -23,6 +23,8 @@
 pub mod auth;
 pub mod consents;
 pub mod error;
+pub mod event_dispatch;
+pub mod events;
 pub mod headers;
 pub mod jwt;
 pub mod ledger;
@@ -65,6 +67,8 @@ pub struct AppState {
     pub page_size: usize,
     /// Per-client throttling after authentication; `None` = off.
     pub rate_limit: Option<RateLimit>,
+    /// Event subscriptions and polling; `None` = the event endpoints answer 404.
+    pub events: Option<events::EventsState>,
     limiter: Arc<ratelimit::RateLimiter>,
 }
 
@@ -94,6 +98,7 @@ impl AppState {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             page_size: DEFAULT_PAGE_SIZE,
             rate_limit: None,
+            events: None,
             limiter: Arc::new(ratelimit::RateLimiter::default()),
         }
     }
@@ -147,6 +152,32 @@ pub fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
         ),
         (p("/party"), get(get_party)),
         (p("/accounts/{AccountId}/parties"), get(get_account_parties)),
+        (
+            format!("{}/event-subscriptions", events::EVENTS_PREFIX),
+            post(events::create_subscription).get(events::list_subscriptions),
+        ),
+        (
+            format!(
+                "{}/event-subscriptions/{{EventSubscriptionId}}",
+                events::EVENTS_PREFIX
+            ),
+            axum::routing::put(events::update_subscription).delete(events::delete_subscription),
+        ),
+        (
+            format!(
+                "{}/event-subscriptions/{{EventSubscriptionId}}/deliveries",
+                events::EVENTS_PREFIX
+            ),
+            get(events::get_deliveries),
+        ),
+        (
+            format!(
+                "{}/event-subscriptions/{{EventSubscriptionId}}/deliveries/{{EventId}}/redeliver",
+                events::EVENTS_PREFIX
+            ),
+            post(events::redeliver),
+        ),
+        (events::EVENTS_PREFIX.to_owned(), post(events::poll_events)),
     ];
     routes.extend(crate::payments::routes());
     routes

@@ -39,6 +39,13 @@ pub const OPENAPI_JSON_PATH: &str = "/open-banking/v4.0/aisp/openapi.json";
         payments::create_domestic_payment,
         payments::get_domestic_payment,
         payments::get_domestic_payment_details,
+        crate::events::create_subscription,
+        crate::events::list_subscriptions,
+        crate::events::update_subscription,
+        crate::events::delete_subscription,
+        crate::events::get_deliveries,
+        crate::events::redeliver,
+        crate::events::poll_events,
     ),
     components(schemas(
         ObErrorResponse,
@@ -51,7 +58,13 @@ pub const OPENAPI_JSON_PATH: &str = "/open-banking/v4.0/aisp/openapi.json";
         payments::ObWriteDomestic,
         payments::ObWriteDomesticResponse,
         payments::ObFundsConfirmationResponse,
-        payments::ObPaymentDetailsResponse
+        payments::ObPaymentDetailsResponse,
+        crate::events::ObEventSubscriptionRequest,
+        crate::events::ObEventSubscriptionResponse,
+        crate::events::ObEventSubscriptionsResponse,
+        crate::events::DeliveryLogResponse,
+        crate::events::PollRequest,
+        crate::events::PollResponse
     )),
     modifiers(&FapiHeaders)
 )]
@@ -102,9 +115,14 @@ impl Modify for FapiHeaders {
         let requirement =
             utoipa::openapi::security::SecurityRequirement::new::<_, _, &str>("access_token", []);
         for item in doc.paths.paths.values_mut() {
-            for op in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()]
-                .into_iter()
-                .flatten()
+            for op in [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 op.parameters
                     .get_or_insert_with(Vec::new)

@@ -8,6 +8,7 @@ mod authorize;
 mod client_auth;
 mod dashboard;
 mod dpop;
+mod events;
 mod flow;
 mod message_signing;
 mod par;
