@@ -72,6 +72,13 @@ pub struct Config {
     /// deployments with `dpop_nonce_required` must give every instance the same value;
     /// unset, each instance makes a random one at start (right for one instance only).
     pub dpop_nonce_secret: Option<String>,
+    /// Dynamic client registration: expected `iss` of software statements (sandbox
+    /// default: the sandbox directory), the trust anchor's JWKS file (required to enable
+    /// registration in production; sandbox default: the generated sandbox directory key),
+    /// and the oldest statement accepted.
+    pub software_statement_issuer: Option<String>,
+    pub software_statement_jwks_file: Option<PathBuf>,
+    pub software_statement_max_age_secs: i64,
 }
 
 impl std::fmt::Debug for Config {
@@ -117,6 +124,9 @@ impl Default for Config {
             tls_key_file: None,
             dpop_nonce_required: false,
             dpop_nonce_secret: None,
+            software_statement_issuer: None,
+            software_statement_jwks_file: None,
+            software_statement_max_age_secs: 24 * 3600,
         }
     }
 }
@@ -250,6 +260,23 @@ impl Config {
             .is_some_and(|s| s.len() < 32)
         {
             errs.push("dpop_nonce_secret must be at least 32 characters".into());
+        }
+        if !(60..=400 * 24 * 3600).contains(&self.software_statement_max_age_secs) {
+            errs.push("software_statement_max_age_secs must be 60 to 34560000".into());
+        }
+        if let Some(p) = &self.software_statement_jwks_file {
+            if !p.exists() {
+                errs.push(format!(
+                    "software_statement_jwks_file {} does not exist",
+                    p.display()
+                ));
+            }
+            if self.mode == Mode::Production && self.software_statement_issuer.is_none() {
+                errs.push(
+                    "software_statement_issuer is required with software_statement_jwks_file"
+                        .into(),
+                );
+            }
         }
         if self.sandbox_load_customers > 100_000 {
             errs.push("sandbox_load_customers must be at most 100000".into());

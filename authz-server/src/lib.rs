@@ -201,6 +201,17 @@ fn mtls_router(st: Arc<AppState>) -> Router {
             "/revoke",
             post(u::post_revoke).fallback(meta::method_not_allowed),
         )
+        .route(
+            "/register",
+            post(routes::register::post_register).fallback(meta::method_not_allowed),
+        )
+        .route(
+            "/register/{client_id}",
+            get(routes::register::get_client)
+                .put(routes::register::put_client)
+                .delete(routes::register::delete_client)
+                .fallback(meta::method_not_allowed),
+        )
         .merge(metadata_routes())
         .fallback(meta::not_found)
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -295,7 +306,7 @@ pub async fn start_with(
     let retention = config.access_token_ttl_secs.max(config.id_token_ttl_secs) + 300;
     let keys = Arc::new(KeyRing::load_or_create(&config.keys_dir, now, retention)?);
 
-    let (chain_pem, key_pem, client_ca_pem, sandbox) = match config.mode {
+    let (chain_pem, key_pem, client_ca_pem, mut sandbox) = match config.mode {
         Mode::Sandbox => {
             let sb = provision::ensure_sandbox(
                 &config.certs_dir,
@@ -331,13 +342,18 @@ pub async fn start_with(
     }
     let bank = sandbox_bank(&*store, now, config.sandbox_load_customers).await?;
 
-    let discovery = authz_core::discovery::metadata(
+    // Dynamic client registration (before the kit is handed out: it adds a statement).
+    let dcr = routes::register::Dcr::configure(&config, sandbox.as_mut(), now)?;
+    let mut discovery = authz_core::discovery::metadata(
         &authz_core::discovery::Endpoints {
             issuer: issuer.clone(),
             mtls_base: mtls_base.clone(),
         },
         &fapi_jose::Alg::ALL,
     );
+    if dcr.is_some() {
+        authz_core::discovery::add_registration_endpoint(&mut discovery, &mtls_base);
+    }
     let state = Arc::new(AppState {
         config: config.clone(),
         issuer,
@@ -352,6 +368,7 @@ pub async fn start_with(
         client_cache: Default::default(),
         dpop_nonces: dpop::Nonces::new(config.dpop_nonce_secret.as_deref()),
         bank: bank.clone(),
+        dcr,
     });
 
     let chain = tls::load_chain(chain_pem.as_bytes())?;

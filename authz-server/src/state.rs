@@ -28,6 +28,14 @@ impl ClientCache {
             .map(|(_, c)| c.clone())
     }
 
+    /// Forget a client at once (after its registration changed or was deleted here;
+    /// other instances see the change within [`Self::TTL_SECS`]).
+    pub fn remove(&self, id: &str) {
+        if let Ok(mut map) = self.map.write() {
+            map.remove(id);
+        }
+    }
+
     pub fn put(&self, client: Arc<authz_core::client::Client>, now: i64) {
         if let Ok(mut map) = self.map.write() {
             if map.len() >= Self::MAX_ENTRIES {
@@ -60,6 +68,8 @@ pub struct AppState {
     pub dpop_nonces: crate::dpop::Nonces,
     /// The core bank: the consent page lists the customer's accounts from it.
     pub bank: Arc<dyn core_bank::CoreBank>,
+    /// Dynamic client registration, when a trust anchor is configured (always in sandbox).
+    pub dcr: Option<Arc<crate::routes::register::Dcr>>,
 }
 
 #[cfg(test)]

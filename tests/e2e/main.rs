@@ -10,6 +10,7 @@ mod dpop;
 mod flow;
 mod message_signing;
 mod par;
+mod registration;
 mod resource;
 mod tls;
 mod token;

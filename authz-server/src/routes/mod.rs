@@ -5,5 +5,6 @@ pub mod dashboard;
 pub mod meta;
 pub mod par;
 pub mod passkey;
+pub mod register;
 pub mod token;
 pub mod userinfo;
