@@ -79,6 +79,8 @@ pub struct Config {
     pub software_statement_issuer: Option<String>,
     pub software_statement_jwks_file: Option<PathBuf>,
     pub software_statement_max_age_secs: i64,
+    /// Prometheus `/metrics` on plain HTTP at `bind_address:metrics_port`; 0 = off.
+    pub metrics_port: u16,
 }
 
 impl std::fmt::Debug for Config {
@@ -127,6 +129,7 @@ impl Default for Config {
             software_statement_issuer: None,
             software_statement_jwks_file: None,
             software_statement_max_age_secs: 24 * 3600,
+            metrics_port: 0,
         }
     }
 }
@@ -260,6 +263,11 @@ impl Config {
             .is_some_and(|s| s.len() < 32)
         {
             errs.push("dpop_nonce_secret must be at least 32 characters".into());
+        }
+        if self.metrics_port != 0
+            && [self.web_port, self.mtls_port, self.rs_port].contains(&self.metrics_port)
+        {
+            errs.push("metrics_port must differ from web_port, mtls_port and rs_port".into());
         }
         if !(60..=400 * 24 * 3600).contains(&self.software_statement_max_age_secs) {
             errs.push("software_statement_max_age_secs must be 60 to 34560000".into());

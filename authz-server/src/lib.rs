@@ -8,6 +8,7 @@ pub mod dpop;
 pub mod http;
 pub mod issue;
 pub mod keys;
+pub mod metrics;
 pub mod ob;
 pub mod passkey;
 pub mod password;
@@ -62,6 +63,8 @@ pub struct Platform {
     pub rs_base: String,
     pub kit: Option<provision::Kit>,
     pub kit_path: Option<PathBuf>,
+    /// The Prometheus scrape listener (`metrics_port`), when on.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -155,30 +158,35 @@ fn web_router(st: Arc<AppState>) -> Router {
     if st.config.mode == Mode::Sandbox {
         r = r.route("/sandbox/callback", get(a::get_sandbox_callback));
     }
-    r.fallback(meta::not_found)
-        // Browser-facing: preloaded HSTS (FAPI 2.0 §5.2.3-1), no framing, no sniffing.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains; preload"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("cross-origin-opener-policy"),
-            HeaderValue::from_static("same-origin"),
-        ))
-        .layer(axum::middleware::from_fn(access_log))
-        .with_state(st)
+    r.route_layer(axum::middleware::from_fn_with_state(
+        "as_web",
+        metrics::track,
+    ))
+    .fallback(meta::not_found)
+    // Browser-facing: preloaded HSTS (FAPI 2.0 §5.2.3-1), no framing, no sniffing.
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains; preload"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    ))
+    .layer(axum::middleware::from_fn(access_log))
+    .layer(axum::middleware::from_fn(metrics::interaction))
+    .with_state(st)
 }
 
 fn mtls_router(st: Arc<AppState>) -> Router {
@@ -213,6 +221,10 @@ fn mtls_router(st: Arc<AppState>) -> Router {
                 .fallback(meta::method_not_allowed),
         )
         .merge(metadata_routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            "as_mtls",
+            metrics::track,
+        ))
         .fallback(meta::not_found)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,
@@ -223,6 +235,7 @@ fn mtls_router(st: Arc<AppState>) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(axum::middleware::from_fn(access_log))
+        .layer(axum::middleware::from_fn(metrics::interaction))
         .with_state(st)
 }
 
@@ -379,6 +392,15 @@ pub async fn start_with(
 
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut metrics_addr = None;
+    if config.metrics_port != 0 {
+        let handle = metrics::install()?;
+        let tcp = TcpListener::bind((bind, config.metrics_port))
+            .await
+            .with_context(|| format!("binding metrics port {}", config.metrics_port))?;
+        metrics_addr = Some(tcp.local_addr()?);
+        tasks.push(metrics::serve(tcp, handle, rx.clone()));
+    }
     if let Some(rs_tcp) = rs_tcp {
         let (_verifier, rs_task) = rs_host::spawn(
             rs_tcp,
@@ -427,6 +449,7 @@ pub async fn start_with(
         mtls_addr,
         kit,
         kit_path,
+        metrics_addr,
         shutdown: tx,
         tasks,
     })

@@ -84,7 +84,12 @@ pub fn spawn(
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
-    let app = resource_server::router(state).layer(axum::middleware::from_fn(peer_certificate));
+    let app = resource_server::router(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            "rs",
+            crate::metrics::track,
+        ))
+        .layer(axum::middleware::from_fn(peer_certificate));
     let listener = crate::tls::TlsListener::spawn(tcp, tls).context("resource server TLS")?;
     let task = tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<TlsInfo>();

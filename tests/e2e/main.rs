@@ -9,6 +9,7 @@ mod dashboard;
 mod dpop;
 mod flow;
 mod message_signing;
+mod metrics;
 mod par;
 mod registration;
 mod resource;
