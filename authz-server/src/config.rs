@@ -81,6 +81,9 @@ pub struct Config {
     pub software_statement_max_age_secs: i64,
     /// Prometheus `/metrics` on plain HTTP at `bind_address:metrics_port`; 0 = off.
     pub metrics_port: u16,
+    /// The same for the resource server when it runs as its own process (`wekeza rs`,
+    /// started by `wekeza run`); 0 = off.
+    pub rs_metrics_port: u16,
 }
 
 impl std::fmt::Debug for Config {
@@ -130,6 +133,7 @@ impl Default for Config {
             software_statement_jwks_file: None,
             software_statement_max_age_secs: 24 * 3600,
             metrics_port: 0,
+            rs_metrics_port: 0,
         }
     }
 }
@@ -264,10 +268,18 @@ impl Config {
         {
             errs.push("dpop_nonce_secret must be at least 32 characters".into());
         }
-        if self.metrics_port != 0
-            && [self.web_port, self.mtls_port, self.rs_port].contains(&self.metrics_port)
-        {
-            errs.push("metrics_port must differ from web_port, mtls_port and rs_port".into());
+        for (name, port) in [
+            ("metrics_port", self.metrics_port),
+            ("rs_metrics_port", self.rs_metrics_port),
+        ] {
+            if port != 0 && [self.web_port, self.mtls_port, self.rs_port].contains(&port) {
+                errs.push(format!(
+                    "{name} must differ from web_port, mtls_port and rs_port"
+                ));
+            }
+        }
+        if self.metrics_port != 0 && self.metrics_port == self.rs_metrics_port {
+            errs.push("metrics_port and rs_metrics_port must differ".into());
         }
         if !(60..=400 * 24 * 3600).contains(&self.software_statement_max_age_secs) {
             errs.push("software_statement_max_age_secs must be 60 to 34560000".into());

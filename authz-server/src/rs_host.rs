@@ -113,6 +113,7 @@ pub struct StandaloneRs {
     shutdown: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<()>,
     refresh: tokio::task::JoinHandle<()>,
+    metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl StandaloneRs {
@@ -121,6 +122,9 @@ impl StandaloneRs {
         let _ = self.shutdown.send(true);
         self.refresh.abort();
         let _ = self.serve.await;
+        if let Some(m) = self.metrics {
+            let _ = m.await;
+        }
     }
 }
 
@@ -217,6 +221,16 @@ pub async fn start_standalone(
     let base_url = format!("https://{host}:{}", addr.port());
     let bank = crate::sandbox_bank(&*store, clock.now(), config.sandbox_load_customers).await?;
     let (tx, rx) = watch::channel(false);
+    // `wekeza rs` is its own process: its metrics are scraped on their own port.
+    let metrics = if config.rs_metrics_port != 0 {
+        let handle = crate::metrics::install()?;
+        let m = TcpListener::bind((bind, config.rs_metrics_port))
+            .await
+            .with_context(|| format!("binding rs_metrics_port {}", config.rs_metrics_port))?;
+        Some(crate::metrics::serve(m, handle, rx.clone()))
+    } else {
+        None
+    };
     let (verifier, task) = spawn(
         tcp,
         tls,
@@ -248,6 +262,7 @@ pub async fn start_standalone(
         base_url,
         shutdown: tx,
         serve: task,
+        metrics,
         refresh,
     })
 }
