@@ -101,7 +101,8 @@ pub async fn track(State(server): State<&'static str>, req: Request, next: Next)
     if !enabled() {
         return next.run(req).await;
     }
-    let method = req.method().clone();
+    let method = method_label(req.method());
+    let post = req.method() == Method::POST;
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -112,19 +113,44 @@ pub async fn track(State(server): State<&'static str>, req: Request, next: Next)
     let status = resp.status();
     let secs = started.elapsed().as_secs_f64();
     metrics::counter!("wekeza_http_requests_total",
-        "server" => server, "method" => method.to_string(), "route" => route.clone(),
-        "status" => status.as_u16().to_string())
+        "server" => server, "method" => method, "route" => route.clone(),
+        "status" => status_label(status))
     .increment(1);
-    metrics::histogram!("wekeza_http_request_duration_seconds",
-        "server" => server, "method" => method.to_string(), "route" => route.clone())
-    .record(secs);
-    if method == Method::POST
-        && let Some(step) = login_step(&route)
-    {
+    if post && let Some(step) = login_step(&route) {
         let outcome = login_outcome(status, &resp);
         metrics::counter!("wekeza_logins_total", "step" => step, "outcome" => outcome).increment(1);
     }
+    metrics::histogram!("wekeza_http_request_duration_seconds",
+        "server" => server, "method" => method, "route" => route)
+    .record(secs);
     resp
+}
+
+/// Static labels for the methods we serve (no allocation per request).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_label(s: StatusCode) -> std::borrow::Cow<'static, str> {
+    match s.as_u16() {
+        200 => "200".into(),
+        201 => "201".into(),
+        204 => "204".into(),
+        303 => "303".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        403 => "403".into(),
+        404 => "404".into(),
+        n => n.to_string().into(),
+    }
 }
 
 fn login_step(route: &str) -> Option<&'static str> {

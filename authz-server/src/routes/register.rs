@@ -263,7 +263,6 @@ async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
 
 /// Validation, keys and the certificate rule shared by POST and PUT.
 async fn build_client(
-    st: &AppState,
     dcr: &Dcr,
     body: &Value,
     statement: &SoftwareStatement,
@@ -287,7 +286,6 @@ async fn build_client(
             "tls_client_auth_subject_dn must be the subject of the certificate presented on this request",
         ));
     }
-    let _ = st;
     Ok((client, jwks_uri))
 }
 
@@ -360,7 +358,7 @@ async fn register(
         )
     })?;
     let client_id = format!("dcr-{}", crate::random_token(16));
-    let (client, jwks_uri) = build_client(st, dcr, &body, &statement, &client_id, &cert).await?;
+    let (client, jwks_uri) = build_client(dcr, &body, &statement, &client_id, &cert).await?;
     consume_statement(st, &statement).await?;
     let now = st.clock.now();
     let token = crate::random_token(32);
@@ -390,7 +388,6 @@ async fn register(
 
 /// RFC 7592 §2: the registration access token, as a Bearer token, for this client.
 async fn authorize_management(
-    st: &AppState,
     regs: &dyn RegistrationStore,
     headers: &HeaderMap,
     client_id: &str,
@@ -409,7 +406,6 @@ async fn authorize_management(
                 "the registration access token is required as a Bearer token",
             ))
         })?;
-    let _ = st;
     let reg = regs.find_registration(client_id).await?;
     match reg {
         // Digests compared: equal-length, and the stored value is not the secret.
@@ -443,7 +439,7 @@ pub async fn get_client(
     };
     async {
         need_cert(cert)?;
-        let (reg, token) = authorize_management(&st, regs, &headers, &client_id).await?;
+        let (reg, token) = authorize_management(regs, &headers, &client_id).await?;
         let client = load_client(&st, &client_id).await?;
         Ok::<_, ApiError>(json_no_store(
             StatusCode::OK,
@@ -481,7 +477,7 @@ async fn update(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let cert = need_cert(cert)?;
-    let (reg, _) = authorize_management(st, regs, headers, client_id).await?;
+    let (reg, _) = authorize_management(regs, headers, client_id).await?;
     let body = json_body(headers, body)?;
     // RFC 7592 §2.2: the body names the client and carries no registration secrets.
     if body.get("client_id").and_then(Value::as_str) != Some(client_id) {
@@ -533,7 +529,7 @@ async fn update(
             (jwt, s, false)
         }
     };
-    let (client, jwks_uri) = build_client(st, dcr, &body, &statement, client_id, &cert).await?;
+    let (client, jwks_uri) = build_client(dcr, &body, &statement, client_id, &cert).await?;
     if fresh {
         consume_statement(st, &statement).await?;
     }
@@ -583,7 +579,7 @@ pub async fn delete_client(
     };
     async {
         need_cert(cert)?;
-        let (reg, _) = authorize_management(&st, regs, &headers, &client_id).await?;
+        let (reg, _) = authorize_management(regs, &headers, &client_id).await?;
         let done = regs
             .delete_registration(
                 &client_id,
