@@ -153,10 +153,12 @@ async fn kit_statement_registers_a_private_key_jwt_client_that_completes_the_flo
         format!("{}/register", kit["mtls_base_url"].as_str().unwrap()),
         "registration endpoint on the mTLS listener"
     );
-    let ssa = kit["software_statement"]
-        .as_str()
-        .expect("kit carries a statement")
-        .to_owned();
+    let ssa = p
+        .kit
+        .software_statement
+        .clone()
+        .expect("kit carries a statement");
+    assert_eq!(kit["software_statement"], ssa.as_str());
     let jwks_file = kit["directory_jwks"]
         .as_str()
         .expect("kit names the directory JWKS");
