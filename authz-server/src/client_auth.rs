@@ -103,7 +103,7 @@ pub async fn find_client(st: &AppState, id: &str) -> OAuthResult<Option<Client>>
 }
 
 /// RFC 8705 §2.1.2: compare the registered subject DN (string form) or SAN dNSName.
-fn cert_matches(client: &Client, der: &[u8]) -> bool {
+pub(crate) fn cert_matches(client: &Client, der: &[u8]) -> bool {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return false;
     };

@@ -87,6 +87,18 @@ pub struct Config {
     /// Run the event dispatcher in this resource-server process (default). Off for
     /// instances that should only serve the API while others deliver.
     pub events_dispatcher: bool,
+    /// Dynamic client registration: expected `iss` of software statements (sandbox
+    /// default: the sandbox directory), the trust anchor's JWKS file (required to enable
+    /// registration in production; sandbox default: the generated sandbox directory key),
+    /// and the oldest statement accepted.
+    pub software_statement_issuer: Option<String>,
+    pub software_statement_jwks_file: Option<PathBuf>,
+    pub software_statement_max_age_secs: i64,
+    /// Prometheus `/metrics` on plain HTTP at `bind_address:metrics_port`; 0 = off.
+    pub metrics_port: u16,
+    /// The same for the resource server when it runs as its own process (`wekeza rs`,
+    /// started by `wekeza run`); 0 = off.
+    pub rs_metrics_port: u16,
 }
 
 impl std::fmt::Debug for Config {
@@ -138,6 +150,11 @@ impl Default for Config {
             events_delivery_timeout_ms: 10_000,
             events_poll_interval_ms: 200,
             events_dispatcher: true,
+            software_statement_issuer: None,
+            software_statement_jwks_file: None,
+            software_statement_max_age_secs: 24 * 3600,
+            metrics_port: 0,
+            rs_metrics_port: 0,
         }
     }
 }
@@ -296,6 +313,36 @@ impl Config {
             || !(10..=60_000).contains(&self.events_poll_interval_ms)
         {
             errs.push("events_delivery_timeout_ms must be 100..=120000 and events_poll_interval_ms 10..=60000".into());
+        }
+        for (name, port) in [
+            ("metrics_port", self.metrics_port),
+            ("rs_metrics_port", self.rs_metrics_port),
+        ] {
+            if port != 0 && [self.web_port, self.mtls_port, self.rs_port].contains(&port) {
+                errs.push(format!(
+                    "{name} must differ from web_port, mtls_port and rs_port"
+                ));
+            }
+        }
+        if self.metrics_port != 0 && self.metrics_port == self.rs_metrics_port {
+            errs.push("metrics_port and rs_metrics_port must differ".into());
+        }
+        if !(60..=400 * 24 * 3600).contains(&self.software_statement_max_age_secs) {
+            errs.push("software_statement_max_age_secs must be 60 to 34560000".into());
+        }
+        if let Some(p) = &self.software_statement_jwks_file {
+            if !p.exists() {
+                errs.push(format!(
+                    "software_statement_jwks_file {} does not exist",
+                    p.display()
+                ));
+            }
+            if self.mode == Mode::Production && self.software_statement_issuer.is_none() {
+                errs.push(
+                    "software_statement_issuer is required with software_statement_jwks_file"
+                        .into(),
+                );
+            }
         }
         if self.sandbox_load_customers > 100_000 {
             errs.push("sandbox_load_customers must be at most 100000".into());

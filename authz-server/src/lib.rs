@@ -10,6 +10,7 @@ pub mod event_keys;
 pub mod http;
 pub mod issue;
 pub mod keys;
+pub mod metrics;
 pub mod ob;
 pub mod ob_payments;
 pub mod passkey;
@@ -67,6 +68,8 @@ pub struct Platform {
     pub rs_base: String,
     pub kit: Option<provision::Kit>,
     pub kit_path: Option<PathBuf>,
+    /// The Prometheus scrape listener (`metrics_port`), when on.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -192,30 +195,35 @@ fn web_router(st: Arc<AppState>) -> Router {
     if st.config.mode == Mode::Sandbox {
         r = r.route("/sandbox/callback", get(a::get_sandbox_callback));
     }
-    r.fallback(meta::not_found)
-        // Browser-facing: preloaded HSTS (FAPI 2.0 §5.2.3-1), no framing, no sniffing.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains; preload"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("cross-origin-opener-policy"),
-            HeaderValue::from_static("same-origin"),
-        ))
-        .layer(axum::middleware::from_fn(access_log))
-        .with_state(st)
+    r.route_layer(axum::middleware::from_fn_with_state(
+        "as_web",
+        metrics::track,
+    ))
+    .fallback(meta::not_found)
+    // Browser-facing: preloaded HSTS (FAPI 2.0 §5.2.3-1), no framing, no sniffing.
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains; preload"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    ))
+    .layer(axum::middleware::from_fn(access_log))
+    .layer(axum::middleware::from_fn(metrics::interaction))
+    .with_state(st)
 }
 
 fn mtls_router(st: Arc<AppState>) -> Router {
@@ -238,7 +246,22 @@ fn mtls_router(st: Arc<AppState>) -> Router {
             "/revoke",
             post(u::post_revoke).fallback(meta::method_not_allowed),
         )
+        .route(
+            "/register",
+            post(routes::register::post_register).fallback(meta::method_not_allowed),
+        )
+        .route(
+            "/register/{client_id}",
+            get(routes::register::get_client)
+                .put(routes::register::put_client)
+                .delete(routes::register::delete_client)
+                .fallback(meta::method_not_allowed),
+        )
         .merge(metadata_routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            "as_mtls",
+            metrics::track,
+        ))
         .fallback(meta::not_found)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,
@@ -249,6 +272,7 @@ fn mtls_router(st: Arc<AppState>) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(axum::middleware::from_fn(access_log))
+        .layer(axum::middleware::from_fn(metrics::interaction))
         .with_state(st)
 }
 
@@ -339,7 +363,7 @@ pub async fn start_with(
             .publish_also(events_key.public_jwk()),
     );
 
-    let (chain_pem, key_pem, client_ca_pem, sandbox) = match config.mode {
+    let (chain_pem, key_pem, client_ca_pem, mut sandbox) = match config.mode {
         Mode::Sandbox => {
             let sb = provision::ensure_sandbox(
                 &config.certs_dir,
@@ -384,13 +408,18 @@ pub async fn start_with(
     }
     let bank = sandbox_bank(&*store, now, config.sandbox_load_customers).await?;
 
-    let discovery = authz_core::discovery::metadata(
+    // Dynamic client registration (before the kit is handed out: it adds a statement).
+    let dcr = routes::register::Dcr::configure(&config, sandbox.as_mut(), now)?;
+    let mut discovery = authz_core::discovery::metadata(
         &authz_core::discovery::Endpoints {
             issuer: issuer.clone(),
             mtls_base: mtls_base.clone(),
         },
         &fapi_jose::Alg::ALL,
     );
+    if dcr.is_some() {
+        authz_core::discovery::add_registration_endpoint(&mut discovery, &mtls_base);
+    }
     let state = Arc::new(AppState {
         config: config.clone(),
         issuer,
@@ -407,6 +436,7 @@ pub async fn start_with(
         bank: bank.clone(),
         auth,
         secrets,
+        dcr,
     });
 
     let chain = tls::load_chain(chain_pem.as_bytes())?;
@@ -417,6 +447,15 @@ pub async fn start_with(
 
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut metrics_addr = None;
+    if config.metrics_port != 0 {
+        let handle = metrics::install()?;
+        let tcp = TcpListener::bind((bind, config.metrics_port))
+            .await
+            .with_context(|| format!("binding metrics port {}", config.metrics_port))?;
+        metrics_addr = Some(tcp.local_addr()?);
+        tasks.push(metrics::serve(tcp, handle, rx.clone()));
+    }
     if let Some(rs_tcp) = rs_tcp {
         let (_verifier, rs_task) = rs_host::spawn(
             rs_tcp,
@@ -471,6 +510,7 @@ pub async fn start_with(
         mtls_addr,
         kit,
         kit_path,
+        metrics_addr,
         shutdown: tx,
         tasks,
     })

@@ -143,6 +143,14 @@ pub struct Kit {
     /// TOTP secret, for tools that need many logins per TOTP time-step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_pool: Option<CustomerPool>,
+    /// Added: a software statement (signed by the sandbox directory) for the sandbox
+    /// TPP's organisation, to register a client at `registration_endpoint` (RFC 7591)
+    /// with. Renewed at every start; usable once (its `jti` is replay-checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_statement: Option<String>,
+    /// Added: where the sandbox directory's public JWKS (the trust anchor) is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_jwks: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -391,6 +399,8 @@ pub fn ensure_sandbox(
             prefix: POOL_PREFIX.into(),
             count: pool,
         }),
+        software_statement: None,
+        directory_jwks: None,
     };
     write_private(&kit_path, &serde_json::to_vec_pretty(&kit)?)?;
     Ok(Sandbox {
@@ -401,4 +411,70 @@ pub fn ensure_sandbox(
         server_key_pem,
         client_ca_pem: ca.cert().cert_pem.clone(),
     })
+}
+
+/// `iss` of the sandbox directory's software statements.
+pub const SANDBOX_DIRECTORY_ISSUER: &str = "https://directory.sandbox.wekeza.test";
+pub const SANDBOX_ORG_ID: &str = "sandbox-tpp-org";
+pub const SANDBOX_SOFTWARE_ID: &str = "sandbox-tpp-software";
+
+/// The sandbox directory (trust anchor for dynamic registration): an ES256 key generated
+/// once into `keys_dir` (0600), its public JWKS next to the kit, and a fresh software
+/// statement for the sandbox TPP's organisation written into the kit. Returns the
+/// directory's public keys.
+pub fn sandbox_directory(
+    keys_dir: &Path,
+    sandbox: &mut Sandbox,
+    now: i64,
+    max_age_secs: i64,
+) -> anyhow::Result<Jwks> {
+    std::fs::create_dir_all(keys_dir)
+        .with_context(|| format!("creating {}", keys_dir.display()))?;
+    let key_path = keys_dir.join("sandbox-directory.jwk.json");
+    let jwk = read_or(
+        &key_path,
+        || {
+            let k = SigningKey::generate(Alg::ES256, "sandbox-directory-es256")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(serde_json::to_string_pretty(
+                &k.to_private_jwk().map_err(|e| anyhow::anyhow!("{e}"))?,
+            )?)
+        },
+        true,
+    )?;
+    let key = SigningKey::from_private_jwk(&serde_json::from_str(&jwk)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?;
+    let jwks = Jwks {
+        keys: vec![key.public_jwk()],
+    };
+    let sb_dir = sandbox
+        .kit_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let jwks_path = sb_dir.join("directory-jwks.json");
+    std::fs::write(&jwks_path, serde_json::to_vec_pretty(&jwks)?)
+        .with_context(|| format!("writing {}", jwks_path.display()))?;
+    let issuer = &sandbox.kit.issuer;
+    let claims = serde_json::json!({
+        "iss": SANDBOX_DIRECTORY_ISSUER,
+        "iat": now,
+        "exp": now + max_age_secs,
+        "jti": crate::random_token(16),
+        "software_id": SANDBOX_SOFTWARE_ID,
+        "software_client_name": "Sandbox Registered App",
+        "software_redirect_uris": std::iter::once(format!("{issuer}/sandbox/callback"))
+            .chain(CONFORMANCE_CALLBACKS.iter().map(|s| (*s).to_owned()))
+            .collect::<Vec<_>>(),
+        "org_id": SANDBOX_ORG_ID,
+        "org_name": "Wekeza Sandbox TPP",
+        "software_roles": ["AISP", "PISP"],
+    });
+    let statement = key
+        .sign_jwt(None, &claims)
+        .map_err(|e| anyhow::anyhow!("signing the sandbox software statement: {e}"))?;
+    sandbox.kit.software_statement = Some(statement);
+    sandbox.kit.directory_jwks = Some(jwks_path);
+    write_private(&sandbox.kit_path, &serde_json::to_vec_pretty(&sandbox.kit)?)?;
+    Ok(jwks)
 }

@@ -174,7 +174,12 @@ pub fn spawn(
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
-    let app = resource_server::router(state).layer(axum::middleware::from_fn(peer_certificate));
+    let app = resource_server::router(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            "rs",
+            crate::metrics::track,
+        ))
+        .layer(axum::middleware::from_fn(peer_certificate));
     let listener = crate::tls::TlsListener::spawn(tcp, tls).context("resource server TLS")?;
     let dispatch =
         dispatcher.map(|d| resource_server::event_dispatch::spawn_dispatcher(d, stop.clone()));
@@ -204,6 +209,7 @@ pub struct StandaloneRs {
     shutdown: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<()>,
     refresh: tokio::task::JoinHandle<()>,
+    metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl StandaloneRs {
@@ -212,6 +218,9 @@ impl StandaloneRs {
         let _ = self.shutdown.send(true);
         self.refresh.abort();
         let _ = self.serve.await;
+        if let Some(m) = self.metrics {
+            let _ = m.await;
+        }
     }
 }
 
@@ -323,6 +332,16 @@ pub async fn start_standalone(
     let base_url = format!("https://{host}:{}", addr.port());
     let bank = crate::sandbox_bank(&*store, clock.now(), config.sandbox_load_customers).await?;
     let (tx, rx) = watch::channel(false);
+    // `wekeza rs` is its own process: its metrics are scraped on their own port.
+    let metrics = if config.rs_metrics_port != 0 {
+        let handle = crate::metrics::install()?;
+        let m = TcpListener::bind((bind, config.rs_metrics_port))
+            .await
+            .with_context(|| format!("binding rs_metrics_port {}", config.rs_metrics_port))?;
+        Some(crate::metrics::serve(m, handle, rx.clone()))
+    } else {
+        None
+    };
     let (verifier, task) = spawn(
         tcp,
         tls,
@@ -361,6 +380,7 @@ pub async fn start_standalone(
         base_url,
         shutdown: tx,
         serve: task,
+        metrics,
         refresh,
     })
 }

@@ -28,6 +28,14 @@ impl ClientCache {
             .map(|(_, c)| c.clone())
     }
 
+    /// Forget a client at once (after its registration changed or was deleted here;
+    /// other instances see the change within [`Self::TTL_SECS`]).
+    pub fn remove(&self, id: &str) {
+        if let Ok(mut map) = self.map.write() {
+            map.remove(id);
+        }
+    }
+
     pub fn put(&self, client: Arc<authz_core::client::Client>, now: i64) {
         if let Ok(mut map) = self.map.write() {
             if map.len() >= Self::MAX_ENTRIES {
@@ -64,6 +72,8 @@ pub struct AppState {
     pub auth: Arc<dyn authz_store::AuthStore>,
     /// Seals customer secrets at rest (TOTP seeds).
     pub secrets: Arc<crate::secrets::SecretBox>,
+    /// Dynamic client registration, when a trust anchor is configured (always in sandbox).
+    pub dcr: Option<Arc<crate::routes::register::Dcr>>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,13 @@ pub struct Kit {
     /// Extra customers sharing `customer`'s password and TOTP secret (sandbox, opt-in).
     #[serde(default)]
     pub customer_pool: Option<CustomerPool>,
+    /// A software statement from the sandbox directory for dynamic client registration
+    /// (RFC 7591); absent in older kits and outside sandbox mode.
+    #[serde(default)]
+    pub software_statement: Option<String>,
+    /// The sandbox directory's public JWKS (the registration trust anchor).
+    #[serde(default)]
+    pub directory_jwks: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

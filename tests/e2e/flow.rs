@@ -211,6 +211,8 @@ async fn every_documented_path_is_served_on_its_listener() {
             let url = format!("{base}{path}");
             let req = match method.as_str() {
                 "get" => p.pkjwt.http.get(&url),
+                "put" => p.pkjwt.http.put(&url),
+                "delete" => p.pkjwt.http.delete(&url),
                 _ => p
                     .pkjwt
                     .http

@@ -6,5 +6,6 @@ pub mod meta;
 pub mod par;
 pub mod passkey;
 pub mod security;
+pub mod register;
 pub mod token;
 pub mod userinfo;

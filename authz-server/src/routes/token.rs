@@ -101,6 +101,7 @@ async fn token(
         GrantType::RefreshToken => refresh_token(st, &client, &params, &cnf).await?,
         GrantType::ClientCredentials => client_credentials(st, &client, &params, &cnf)?,
     };
+    crate::metrics::token_issued(grant);
     Ok(json_no_store(StatusCode::OK, body))
 }
 
