@@ -5,6 +5,7 @@
 //! `RESULT key=value ...` line for scripts (`loadtest/bench.sh`).
 
 mod flow;
+mod pay;
 mod rs;
 mod stats;
 mod token;
@@ -33,6 +34,8 @@ enum Cmd {
     /// Account-information reads at the resource server (balances or transactions) with a
     /// customer's certificate-bound access token.
     Rs(rs::RsArgs),
+    /// Domestic payments at the resource server: consents authorised first, then executed.
+    Payments(pay::PayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Token(a) => token::run(a).await,
             Cmd::Flow(a) => flow::run(a).await,
             Cmd::Rs(a) => rs::run(a).await,
+            Cmd::Payments(a) => pay::run(a).await,
         }
     })
 }

@@ -1046,6 +1046,17 @@ async fn account_information_balances_show_payments() {
 
     let body = consent_body("100.00", &bob[0].number, Some(&from.number));
     let id = create_consent(&p, tpp, &body).await;
+    // The customer's account-information token (scope accounts, no payments) cannot pay.
+    let r = call(
+        tpp,
+        Method::POST,
+        &url(&p, "/domestic-payments"),
+        &ais_at,
+        Some(&payment_body(&id, &body)),
+        Some(&key()),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
     let t = authorise(&p, tpp, &id, None).await;
     let at = t.str("access_token").unwrap().to_owned();
     let r = call(
