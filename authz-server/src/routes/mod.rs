@@ -5,7 +5,7 @@ pub mod dashboard;
 pub mod meta;
 pub mod par;
 pub mod passkey;
-pub mod security;
 pub mod register;
+pub mod security;
 pub mod token;
 pub mod userinfo;
