@@ -51,9 +51,10 @@ async fn payment_status_changes_reach_the_owning_tpp_in_order_and_only_it() {
     }
     let keys = ev::published_keys(&p).await;
 
-    // A payment to another bank: ACSP now, ACSC when the clearing settles it.
+    // A payment to another bank: ACSP now, ACSC when the clearing settles it (an amount
+    // ending in .77 stays in the sandbox clearing for 30 s, so ACSP is seen first).
     let from = pay::accounts_of(&p, "alice")[0].clone();
-    let body = pay::consent_body("12.00", "ELSEWHERE-7", Some(&from.number));
+    let body = pay::consent_body("12.77", "ELSEWHERE-7", Some(&from.number));
     let cid = pay::create_consent(&p, tpp, &body).await;
     let t = pay::authorise(&p, tpp, &cid, None).await;
     let at = t.str("access_token").unwrap().to_owned();
@@ -100,7 +101,7 @@ async fn payment_status_changes_reach_the_owning_tpp_in_order_and_only_it() {
     );
 
     // The clearing settles it: a second event.
-    p.clock.advance(5);
+    p.clock.advance(31);
     pay::wait_status(&p, tpp, &cc, &pid, "ACSC").await;
     ev::wait_for("the ACSC event", 20, || {
         let got = claims_at(&inbox, "/mine", &keys);
