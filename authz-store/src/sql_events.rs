@@ -329,8 +329,72 @@ fn consent_resource(kind: &str, id: &str) -> Option<(&'static str, String)> {
             "account-access-consent",
             format!("/open-banking/v4.0/aisp/account-access-consents/{id}"),
         )),
+        "domestic-payment" => Some((
+            "domestic-payment-consent",
+            format!("/open-banking/v4.0/pisp/domestic-payment-consents/{id}"),
+        )),
         _ => None,
     }
+}
+
+/// Wall-clock ms, but never later than the event's own time, so an event stamped by a
+/// (test) clock ahead of the wall clock is still due at once.
+fn due_ms(toe: i64) -> i64 {
+    let wall = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    wall.min(toe.saturating_mul(1000))
+}
+
+/// A payment's status as committed in the caller's transaction (created, cleared,
+/// returned): a `resource-update` for the `domestic-payment`, to the TPP that owns it.
+/// Payment writers call it on the same connection as the status change, before commit.
+pub(crate) async fn payment_changed(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    consent_id: &str,
+    payment_id: &str,
+    txn: &str,
+    toe: i64,
+) -> StoreResult<()> {
+    let event = NewEvent {
+        client_id: client_id.to_owned(),
+        consent_id: Some(consent_id.to_owned()),
+        event_type: EVENT_RESOURCE_UPDATE.into(),
+        rid: payment_id.to_owned(),
+        rty: "domestic-payment".into(),
+        link: format!("/open-banking/v4.0/pisp/domestic-payments/{payment_id}"),
+        detail: serde_json::json!({}),
+        txn: txn.to_owned(),
+        toe,
+    };
+    enqueue_event(conn, &event, due_ms(toe)).await?;
+    Ok(())
+}
+
+/// A payment consent consumed by its payment (`execute_payment` changes the status
+/// itself, not through `update_consent`): `resource-update` for the consent.
+pub(crate) async fn payment_consent_consumed(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    consent_id: &str,
+    txn: &str,
+    toe: i64,
+) -> StoreResult<()> {
+    let Some((rty, link)) = consent_resource("domestic-payment", consent_id) else {
+        return Ok(());
+    };
+    let event = NewEvent {
+        client_id: client_id.to_owned(),
+        consent_id: Some(consent_id.to_owned()),
+        event_type: EVENT_RESOURCE_UPDATE.into(),
+        rid: consent_id.to_owned(),
+        rty: rty.into(),
+        link,
+        detail: serde_json::json!({}),
+        txn: txn.to_owned(),
+        toe,
+    };
+    enqueue_event(conn, &event, due_ms(toe)).await?;
+    Ok(())
 }
 
 /// Called by `update_consent` inside its transaction, after the guarded update took:
@@ -360,7 +424,10 @@ pub(crate) async fn consent_changed(
             EVENT_CONSENT_REVOKED,
             serde_json::json!({ "reason": revocation_reason(&audit.actor) }),
         ),
-        ConsentStatus::Authorised if from == [ConsentStatus::Authorised] => {
+        // Only an account-access consent has linked accounts that can change.
+        ConsentStatus::Authorised
+            if from == [ConsentStatus::Authorised] && kind == "account-access" =>
+        {
             (EVENT_LINKED_ACCOUNT_UPDATE, serde_json::json!({}))
         }
         ConsentStatus::AwaitingAuthorisation => return Ok(()),
@@ -377,9 +444,8 @@ pub(crate) async fn consent_changed(
         txn: format!("txn-{}", uuid::Uuid::new_v4()),
         toe: audit.at,
     };
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     // Due at once even if the audit time (a test clock) is ahead of the wall clock.
-    enqueue_event(conn, &event, now_ms.min(audit.at * 1000)).await?;
+    enqueue_event(conn, &event, due_ms(audit.at)).await?;
     Ok(())
 }
 

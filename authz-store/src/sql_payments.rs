@@ -6,7 +6,8 @@
 //! step [`PaymentStore::advance_clearing`] (settlement or return). Each is ONE database
 //! transaction that writes everything a payment changes: the consent (AUTH → COND), the
 //! guarded debit, the credit leg, the payment row and its status line, the consent audit
-//! line and the idempotency key. A crash before the commit leaves none of it; after, all.
+//! line, the idempotency key and the TPP's `resource-update` events (outbox, ADR 0012).
+//! A crash before the commit leaves none of it; after, all.
 //!
 //! Concurrency: the debit is a single guarded statement
 //! (`UPDATE … SET balance = balance - $amt WHERE … AND balance - $amt >= -overdraft_limit`),
@@ -721,7 +722,26 @@ impl PaymentStore for SqlStore {
         )
         .await?;
         audit(&mut tx, &x.audit).await?;
-        // (An event outbox row for the new payment belongs here, in this transaction.)
+        // 7. The TPP's events, in this transaction: they exist exactly when the payment
+        // does (a rolled-back attempt or an idempotent replay writes none).
+        let txn = format!("txn-{}", uuid::Uuid::new_v4());
+        crate::sql_events::payment_consent_consumed(
+            &mut tx,
+            &out.client_id,
+            &out.consent_id,
+            &txn,
+            now,
+        )
+        .await?;
+        crate::sql_events::payment_changed(
+            &mut tx,
+            &out.client_id,
+            &out.consent_id,
+            &out.id,
+            &txn,
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(db_err)?;
         out.updated_at = now;
         Ok(Executed::Done(Box::new(out)))
@@ -886,6 +906,14 @@ async fn clear_in(tx: &mut Tx<'_>, id: &str, now: i64) -> StoreResult<bool> {
         .await?;
     }
     log_status(tx, &p.id, now, &p.status, p.status_reason.as_deref()).await?;
-    // (An event outbox row for the status change belongs here, in this transaction.)
+    crate::sql_events::payment_changed(
+        tx,
+        &p.client_id,
+        &p.consent_id,
+        &p.id,
+        &format!("txn-{}", uuid::Uuid::new_v4()),
+        now,
+    )
+    .await?;
     Ok(true)
 }

@@ -10,8 +10,8 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::{
-    AuditEntry, ConsentRecord, ConsentStatus, Created, DurableStore, Executed, IdempotencyRecord,
-    LedgerAccountSeed, PaymentExecution, PaymentRecord, PaymentStore,
+    AuditEntry, ConsentRecord, ConsentStatus, Created, DurableStore, EventStore, EventSubscription,
+    Executed, IdempotencyRecord, LedgerAccountSeed, PaymentExecution, PaymentRecord, PaymentStore,
 };
 
 fn uid() -> String {
@@ -530,4 +530,139 @@ pub async fn payment_race_suite<S: DurableStore + PaymentStore>(s: &S, payments:
     let check = s.ledger_check().await.unwrap();
     assert_eq!(check.entries_sum, 0);
     assert!(check.unbalanced_postings.is_empty() && check.balance_mismatches.is_empty());
+}
+
+/// (rty, rid, consent, txn) of the events waiting for `client`'s polling subscription.
+async fn polled<S: EventStore>(s: &S, client: &str) -> Vec<(String, String, String, String)> {
+    s.pending_for_polling(client, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| {
+            assert_eq!(e.event.event_type, crate::EVENT_RESOURCE_UPDATE);
+            assert_eq!(e.event.client_id, client);
+            let path = match e.event.rty.as_str() {
+                "domestic-payment" => "domestic-payments",
+                _ => "domestic-payment-consents",
+            };
+            assert_eq!(
+                e.event.link,
+                format!("/open-banking/v4.0/pisp/{path}/{}", e.event.rid)
+            );
+            let consent = e.event.consent_id.unwrap_or_default();
+            (e.event.rty, e.event.rid, consent, e.event.txn)
+        })
+        .collect()
+}
+
+/// Payment events (ADR 0012): every committed status change of a payment or its consent
+/// writes one `resource-update` for the owning client, in the same transaction; a replayed
+/// or refused execution writes none; no other client gets any.
+pub async fn payment_events_suite<S: DurableStore + PaymentStore + EventStore>(s: &S) {
+    let (client, other, customer) = (
+        format!("c-{}", uid()),
+        format!("c-{}", uid()),
+        format!("u-{}", uid()),
+    );
+    for c in [&client, &other] {
+        s.insert_subscription(&EventSubscription {
+            id: format!("sub-{}", uid()),
+            client_id: c.clone(),
+            callback_url: None,
+            version: "4.0".into(),
+            event_types: vec![],
+            created_at: NOW,
+            updated_at: NOW,
+        })
+        .await
+        .unwrap();
+    }
+    let debtor = uid();
+    s.seed_ledger_account(&seed(&debtor, 100_00, 0, "KES"), NOW)
+        .await
+        .unwrap();
+    let consent = authorised_consent(s, s, &client, &customer).await;
+    let ev = polled(s, &client).await;
+    assert_eq!(ev.len(), 1, "authorised: {ev:?}");
+    assert_eq!(
+        (ev[0].0.as_str(), &ev[0].1),
+        ("domestic-payment-consent", &consent)
+    );
+
+    // Executed to another bank (ACSP): the consent's consumption and the payment, one txn.
+    let ext = format!("EXT-{}", uid());
+    let x = execution(
+        &client,
+        &customer,
+        &consent,
+        &debtor,
+        &ext,
+        10_00,
+        &uid(),
+        "settle",
+    );
+    let p = done(s.execute_payment(&x).await.unwrap());
+    assert_eq!(p.status, "ACSP");
+    // Replayed (the key is in use) and re-executed with a new key (consent consumed):
+    // both refused, neither writes an event.
+    assert!(matches!(
+        s.execute_payment(&x).await.unwrap(),
+        Executed::KeyInUse(_)
+    ));
+    let again = execution(
+        &client,
+        &customer,
+        &consent,
+        &debtor,
+        &ext,
+        10_00,
+        &uid(),
+        "settle",
+    );
+    assert_eq!(
+        s.execute_payment(&again).await.unwrap(),
+        Executed::ConsentNotAuthorised
+    );
+    let ev = polled(s, &client).await;
+    assert_eq!(ev.len(), 3, "{ev:?}");
+    assert_eq!(
+        (ev[1].0.as_str(), &ev[1].1),
+        ("domestic-payment-consent", &consent)
+    );
+    assert_eq!((ev[2].0.as_str(), &ev[2].1), ("domestic-payment", &p.id));
+    assert_eq!(ev[2].2, consent, "the payment's event names its consent");
+    assert_eq!(ev[1].3, ev[2].3, "consumption and payment share the txn");
+
+    // Cleared: one more event for the payment (ACSC), none on a second clearing run.
+    assert!(s.advance_clearing(NOW + 5, 10_000).await.unwrap() >= 1);
+    assert_eq!(s.find_payment(&p.id).await.unwrap().unwrap().status, "ACSC");
+    s.advance_clearing(NOW + 5, 10_000).await.unwrap();
+    let ev = polled(s, &client).await;
+    assert_eq!(ev.len(), 4, "{ev:?}");
+    assert_eq!((ev[3].0.as_str(), &ev[3].1), ("domestic-payment", &p.id));
+    assert_ne!(ev[3].3, ev[2].3, "another status change, another txn");
+
+    // Insufficient funds: recorded RJCT, which is a status change with its event.
+    let poor = authorised_consent(s, s, &client, &customer).await;
+    let x = execution(
+        &client,
+        &customer,
+        &poor,
+        &debtor,
+        &ext,
+        1_000_00,
+        &uid(),
+        "settle",
+    );
+    let r = done(s.execute_payment(&x).await.unwrap());
+    assert_eq!(r.status, "RJCT");
+    let ev = polled(s, &client).await;
+    assert_eq!(ev.len(), 7, "{ev:?}");
+    let about = |id: &str| ev.iter().filter(|e| e.1 == id).count();
+    assert_eq!((about(&poor), about(&r.id)), (2, 1), "{ev:?}");
+    // Ordered by event time: the clearing's event (NOW + 5) stays last.
+    assert_eq!(ev[6].1, p.id);
+
+    // Nothing for the other client.
+    assert!(polled(s, &other).await.is_empty());
 }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use authz_store::SqlStore;
-use authz_store::testsuite_payments::{payment_race_suite, payment_suite};
+use authz_store::testsuite_payments::{payment_events_suite, payment_race_suite, payment_suite};
 use futures::FutureExt;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 use std::panic::AssertUnwindSafe;
@@ -19,6 +19,7 @@ async fn sqlite_payments() {
     let store = SqlStore::connect(&url, None).await.expect("connect sqlite");
     payment_suite(&store).await;
     payment_suite(&store).await;
+    payment_events_suite(&store).await;
     payment_race_suite(&store, 300).await;
     store.close().await;
     for suffix in ["", "-wal", "-shm"] {
@@ -41,6 +42,7 @@ async fn postgres_payments() {
             .expect("connect postgres");
         payment_suite(&store).await;
         payment_suite(&store).await;
+        payment_events_suite(&store).await;
         payment_race_suite(&store, 300).await;
         store.close().await;
     })

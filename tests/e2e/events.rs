@@ -21,7 +21,7 @@ use wekeza_tests::{Reply, TestPlatform, query_param};
 const AISP: &str = "/open-banking/v4.0/aisp";
 const EVENTS: &str = "/open-banking/v4.0/events";
 
-fn rs(p: &TestPlatform, path: &str) -> String {
+pub(crate) fn rs(p: &TestPlatform, path: &str) -> String {
     format!("{}{path}", p.kit.resource_base_url.trim_end_matches('/'))
 }
 
@@ -35,12 +35,12 @@ async fn cc_token(tpp: &Tpp) -> String {
     t.str("access_token").unwrap().to_owned()
 }
 
-async fn call(tpp: &Tpp, method: Method, url: &str, body: Option<&Value>) -> Reply {
+pub(crate) async fn call(tpp: &Tpp, method: Method, url: &str, body: Option<&Value>) -> Reply {
     let cc = cc_token(tpp).await;
     tpp.resource(method, url, &cc, body).await.unwrap()
 }
 
-async fn subscribe(p: &TestPlatform, tpp: &Tpp, callback: Option<&str>) -> Reply {
+pub(crate) async fn subscribe(p: &TestPlatform, tpp: &Tpp, callback: Option<&str>) -> Reply {
     let mut data = json!({"Version": "4.0"});
     if let Some(c) = callback {
         data["CallbackUrl"] = json!(c);
@@ -54,7 +54,7 @@ async fn subscribe(p: &TestPlatform, tpp: &Tpp, callback: Option<&str>) -> Reply
     .await
 }
 
-async fn create_intent(p: &TestPlatform, tpp: &Tpp) -> String {
+pub(crate) async fn create_intent(p: &TestPlatform, tpp: &Tpp) -> String {
     let body = json!({
         "Data": {
             "Permissions": ["ReadAccountsDetail", "ReadBalances"],
@@ -74,7 +74,7 @@ async fn create_intent(p: &TestPlatform, tpp: &Tpp) -> String {
 }
 
 /// The customer authorises intent `id` for their first account.
-async fn authorise(p: &TestPlatform, tpp: &Tpp, id: &str) {
+pub(crate) async fn authorise(p: &TestPlatform, tpp: &Tpp, id: &str) {
     let claims = json!({"id_token": {"openbanking_intent_id": {"value": id, "essential": true}}})
         .to_string();
     let pkce = Pkce::new();
@@ -148,16 +148,16 @@ async fn dashboard_revoke(p: &TestPlatform, id: &str) {
 // ---- the receiver -------------------------------------------------------------------------
 
 #[derive(Default)]
-struct Inbox {
+pub(crate) struct Inbox {
     /// (path, content type, body) in arrival order.
-    got: Mutex<Vec<(String, String, String)>>,
+    pub(crate) got: Mutex<Vec<(String, String, String)>>,
     /// Answer 500 to this many requests first.
     fail_first: AtomicUsize,
     requests: AtomicUsize,
 }
 
 impl Inbox {
-    fn sets(&self, path: &str) -> Vec<String> {
+    pub(crate) fn sets(&self, path: &str) -> Vec<String> {
         self.got
             .lock()
             .unwrap()
@@ -170,8 +170,8 @@ impl Inbox {
 
 /// A minimal HTTPS server (HTTP/1.1, one request per connection) with the platform's
 /// `localhost` certificate, issued by the sandbox CA the harness created.
-struct Receiver {
-    port: u16,
+pub(crate) struct Receiver {
+    pub(crate) port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -193,7 +193,7 @@ fn tls_acceptor(p: &TestPlatform) -> tokio_rustls::TlsAcceptor {
 }
 
 impl Receiver {
-    async fn start(p: &TestPlatform, port: u16, inbox: Arc<Inbox>) -> Self {
+    pub(crate) async fn start(p: &TestPlatform, port: u16, inbox: Arc<Inbox>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let acceptor = tls_acceptor(p);
@@ -277,13 +277,13 @@ impl Receiver {
     }
 
     /// Close the port: further connections are refused.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
     }
 }
 
-async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
@@ -291,7 +291,7 @@ async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
-async fn published_keys(p: &TestPlatform) -> Vec<fapi_jose::Jwk> {
+pub(crate) async fn published_keys(p: &TestPlatform) -> Vec<fapi_jose::Jwk> {
     let http = reqwest::Client::builder()
         .add_root_certificate(
             reqwest::Certificate::from_pem(&std::fs::read(&p.kit.ca_cert).unwrap()).unwrap(),
@@ -310,7 +310,7 @@ async fn published_keys(p: &TestPlatform) -> Vec<fapi_jose::Jwk> {
 }
 
 /// Verify against the AS's published JWKS; the claims.
-fn verified(set: &str, keys: &[fapi_jose::Jwk]) -> Value {
+pub(crate) fn verified(set: &str, keys: &[fapi_jose::Jwk]) -> Value {
     let jws = fapi_jose::Unverified::parse(set).unwrap();
     jws.verify_with_set(keys)
         .expect("SET verifies against the JWKS");
@@ -319,7 +319,7 @@ fn verified(set: &str, keys: &[fapi_jose::Jwk]) -> Value {
     jws.claims
 }
 
-fn event_type(claims: &Value) -> String {
+pub(crate) fn event_type(claims: &Value) -> String {
     claims["events"]
         .as_object()
         .unwrap()
@@ -338,7 +338,7 @@ async fn producer_store(p: &TestPlatform) -> SqlStore {
         .unwrap()
 }
 
-async fn spawn_fast() -> TestPlatform {
+pub(crate) async fn spawn_fast() -> TestPlatform {
     TestPlatform::spawn_with(|c| {
         c.events_retry_base_ms = 100;
         c.events_poll_interval_ms = 50;

@@ -13,6 +13,7 @@ mod flow;
 mod message_signing;
 mod metrics;
 mod par;
+mod payment_events;
 mod payments;
 mod registration;
 mod resource;

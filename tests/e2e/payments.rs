@@ -15,7 +15,7 @@ use wekeza_tests::{Reply, TestPlatform, jwt_claims, query_param};
 const PISP: &str = "/open-banking/v4.0/pisp";
 const SCHEME: &str = "KE.WEKEZA.AccountNumber";
 
-fn url(p: &TestPlatform, path: &str) -> String {
+pub(crate) fn url(p: &TestPlatform, path: &str) -> String {
     format!(
         "{}{PISP}{path}",
         p.kit.resource_base_url.trim_end_matches('/')
@@ -24,13 +24,13 @@ fn url(p: &TestPlatform, path: &str) -> String {
 
 /// A sandbox account: (ledger/bank id, account number).
 #[derive(Clone, Debug)]
-struct Acct {
-    id: String,
-    number: String,
+pub(crate) struct Acct {
+    pub(crate) id: String,
+    pub(crate) number: String,
 }
 
 /// The KES current/savings accounts of a persona, from the deterministic sandbox bank.
-fn accounts_of(p: &TestPlatform, username: &str) -> Vec<Acct> {
+pub(crate) fn accounts_of(p: &TestPlatform, username: &str) -> Vec<Acct> {
     let today = time::OffsetDateTime::from_unix_timestamp(p.clock_now())
         .unwrap()
         .date();
@@ -59,15 +59,15 @@ impl Now for TestPlatform {
     }
 }
 
-fn ledger(p: &TestPlatform) -> &dyn authz_store::PaymentStore {
+pub(crate) fn ledger(p: &TestPlatform) -> &dyn authz_store::PaymentStore {
     p.state().store.payments().expect("a payment ledger")
 }
 
-async fn balance(p: &TestPlatform, id: &str) -> i64 {
+pub(crate) async fn balance(p: &TestPlatform, id: &str) -> i64 {
     ledger(p).ledger_account(id).await.unwrap().unwrap().balance
 }
 
-fn consent_body(amount: &str, creditor: &str, debtor: Option<&str>) -> Value {
+pub(crate) fn consent_body(amount: &str, creditor: &str, debtor: Option<&str>) -> Value {
     let mut b = json!({
         "Data": {"Initiation": {
             "InstructionIdentification": "INSTR-1",
@@ -85,13 +85,13 @@ fn consent_body(amount: &str, creditor: &str, debtor: Option<&str>) -> Value {
     b
 }
 
-fn payment_body(consent_id: &str, consent: &Value) -> Value {
+pub(crate) fn payment_body(consent_id: &str, consent: &Value) -> Value {
     let mut b = consent.clone();
     b["Data"]["ConsentId"] = json!(consent_id);
     b
 }
 
-async fn cc_token(tpp: &Tpp, scope: &str) -> String {
+pub(crate) async fn cc_token(tpp: &Tpp, scope: &str) -> String {
     let t = if tpp.uses_dpop() {
         tpp.client_credentials_dpop(scope).await.unwrap()
     } else {
@@ -102,7 +102,7 @@ async fn cc_token(tpp: &Tpp, scope: &str) -> String {
 }
 
 /// A PISP call with `x-idempotency-key` (when given).
-async fn call(
+pub(crate) async fn call(
     tpp: &Tpp,
     method: Method,
     url: &str,
@@ -127,11 +127,11 @@ fn code(r: &Reply) -> String {
         .to_owned()
 }
 
-fn key() -> String {
+pub(crate) fn key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-async fn create_consent(p: &TestPlatform, tpp: &Tpp, body: &Value) -> String {
+pub(crate) async fn create_consent(p: &TestPlatform, tpp: &Tpp, body: &Value) -> String {
     let cc = cc_token(tpp, "payments").await;
     let r = call(
         tpp,
@@ -198,7 +198,7 @@ async fn exchange(tpp: &Tpp, back: &url::Url, pkce: &Pkce) -> Reply {
 }
 
 /// The customer approves consent `id`, paying from `from` when asked; the token reply.
-async fn authorise(p: &TestPlatform, tpp: &Tpp, id: &str, from: Option<&str>) -> Reply {
+pub(crate) async fn authorise(p: &TestPlatform, tpp: &Tpp, id: &str, from: Option<&str>) -> Reply {
     let pkce = Pkce::new();
     let (customer, page) = consent_page(p, tpp, &pkce, id).await;
     assert_eq!(page.status, 200, "{}", page.html);
@@ -444,7 +444,13 @@ async fn payment_journey_executes_once_and_tracks_status() {
     p.finish().await;
 }
 
-async fn wait_status(p: &TestPlatform, tpp: &Tpp, cc: &str, pid: &str, want: &str) -> Reply {
+pub(crate) async fn wait_status(
+    p: &TestPlatform,
+    tpp: &Tpp,
+    cc: &str,
+    pid: &str,
+    want: &str,
+) -> Reply {
     for _ in 0..50 {
         let g = call(
             tpp,
