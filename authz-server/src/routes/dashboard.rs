@@ -275,7 +275,7 @@ pub(crate) async fn signed_in(
 
 // ---------- back-off ----------
 
-fn locked_page(until: Option<i64>, now: i64) -> Response {
+pub(crate) fn locked_page(until: Option<i64>, now: i64) -> Response {
     let wait = match until {
         Some(u) => signin::wait_text(u, now),
         None => "Please try again later.".into(),
@@ -293,7 +293,7 @@ fn locked_page(until: Option<i64>, now: i64) -> Response {
 }
 
 /// Record a failed attempt on the sign-in session; past the limit the sign-in ends.
-async fn failed_attempt(
+pub(crate) async fn failed_attempt(
     st: &AppState,
     mut s: Session,
     username: &str,

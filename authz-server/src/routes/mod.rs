@@ -2,6 +2,7 @@
 
 pub mod authorize;
 pub mod dashboard;
+pub mod dashboard_passkey;
 pub mod meta;
 pub mod par;
 pub mod passkey;
