@@ -270,6 +270,19 @@ pub async fn post_finish(
         Ok(None) => return server_error(&OAuthError::server_error("customer vanished")),
         Err(e) => return server_error(&store(e)),
     };
+    // A lock that began while the ceremony ran holds for its answer too.
+    match signin::locked_until(&st, &customer.username).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            if let Err(e) =
+                signin::audit(&st, DASH, None, Some(&cid), "passkey", "locked", "backoff").await
+            {
+                return server_error(&e);
+            }
+            return locked_page(Some(until), st.clock.now());
+        }
+        Err(e) => return server_error(&e),
+    }
     let answer: PublicKeyCredential = match serde_json::from_str(field(&pairs, "credential")) {
         Ok(a) => a,
         Err(_) => {

@@ -3,10 +3,11 @@
 pub mod authorize;
 pub mod dashboard;
 pub mod dashboard_passkey;
+pub mod dashboard_payments;
 pub mod meta;
 pub mod par;
 pub mod passkey;
-pub mod security;
 pub mod register;
+pub mod security;
 pub mod token;
 pub mod userinfo;
