@@ -15,14 +15,14 @@ mod redis_store;
 mod sql;
 mod sql_auth;
 mod sql_events;
+mod sql_payments;
+mod sql_registration;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite_auth;
-mod sql_payments;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite_payments;
-mod sql_registration;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite_registration;
 
@@ -30,14 +30,14 @@ pub use model::*;
 pub use redis_store::RedisEphemeral;
 pub use sql::{SqlEphemeral, SqlStore};
 pub use sql_auth::{AuthEvent, AuthStore, BackoffPolicy};
-pub use sql_payments::{
-    Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
-    LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
-};
 pub use sql_events::{
     AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryState, DeliveryView,
     EVENT_CONSENT_REVOKED, EVENT_LINKED_ACCOUNT_UPDATE, EVENT_RESOURCE_UPDATE, EVENT_TYPES,
     EventRecord, EventStore, EventSubscription, NewEvent, enqueue_event,
+};
+pub use sql_payments::{
+    Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
+    LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
 };
 pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
 
