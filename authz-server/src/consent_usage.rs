@@ -24,7 +24,7 @@ pub struct UsageRecorder {
     auth: Arc<dyn AuthStore>,
     eph: Arc<dyn EphemeralStore>,
     clock: Arc<dyn crate::clock::Clock>,
-    /// consent id → the minute last recorded from this process.
+    /// consent id → when this process last let a record through.
     local: Mutex<HashMap<String, i64>>,
 }
 
@@ -46,20 +46,23 @@ impl UsageRecorder {
 
     fn mark(&self, consent_id: &str) {
         let now = self.clock.now();
-        let minute = now.div_euclid(RECORD_EVERY_SECS);
         {
             let mut m = self.local.lock().unwrap_or_else(|e| e.into_inner());
-            if m.get(consent_id) == Some(&minute) {
+            if m.get(consent_id)
+                .is_some_and(|last| now - *last < RECORD_EVERY_SECS)
+            {
                 return;
             }
             if m.len() >= LOCAL_MAX {
                 m.clear();
             }
-            m.insert(consent_id.to_owned(), minute);
+            m.insert(consent_id.to_owned(), now);
         }
         let (auth, eph, id) = (self.auth.clone(), self.eph.clone(), consent_id.to_owned());
         tokio::spawn(async move {
-            let key = format!("{}:{minute}", crate::digest(&id));
+            // One writer per consent per minute across instances: the gate entry lives
+            // for a minute.
+            let key = crate::digest(&id);
             let first = eph
                 .insert_if_absent(NS, &key, "1", now + RECORD_EVERY_SECS, now)
                 .await;

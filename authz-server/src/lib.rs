@@ -164,6 +164,14 @@ fn web_router(st: Arc<AppState>) -> Router {
             get(routes::dashboard::get_otp).post(routes::dashboard::post_otp),
         )
         .route("/account/logout", post(routes::dashboard::post_logout))
+        .route(
+            "/account/login/passkey",
+            get(routes::dashboard_passkey::get_signin).post(routes::dashboard_passkey::post_signin),
+        )
+        .route(
+            "/account/login/passkey/finish",
+            get(routes::dashboard_passkey::get_signin).post(routes::dashboard_passkey::post_finish),
+        )
         .route("/account/security", get(routes::security::get_security))
         .route("/account/totp", get(routes::security::get_totp))
         .route(

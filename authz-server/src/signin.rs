@@ -53,6 +53,22 @@ pub async fn clear_failures(st: &AppState, username: &str) -> Result<(), OAuthEr
         .map_err(store)
 }
 
+/// Adds `Retry-After` (RFC 9110 §10.2.3, delay in seconds) to a back-off answer: the
+/// time left on the username's lock, or the first lock's length when no lock is known
+/// (a sign-in ended by its own attempt limit).
+pub fn with_retry_after(
+    mut r: axum::response::Response,
+    until: Option<i64>,
+    now: i64,
+) -> axum::response::Response {
+    let secs = until.map_or(BACKOFF.base_secs, |u| (u - now).max(1));
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(secs),
+    );
+    r
+}
+
 /// "Try again in about N minutes", rounded up.
 pub fn wait_text(until: i64, now: i64) -> String {
     let mins = ((until - now).max(1) + 59) / 60;

@@ -59,6 +59,10 @@ pub enum ConsentState {
     Refused,
     /// Any other ended state (e.g. ended by the bank after a security problem).
     Ended,
+    /// A payment consent that was used and the money went out.
+    Paid,
+    /// A payment consent that was used but the payment failed or came back.
+    NotPaid,
 }
 
 impl ConsentState {
@@ -70,6 +74,8 @@ impl ConsentState {
             ConsentState::Revoked => "Withdrawn",
             ConsentState::Refused => "Refused",
             ConsentState::Ended => "Ended",
+            ConsentState::Paid => "Paid",
+            ConsentState::NotPaid => "Not paid",
         }
     }
 
@@ -81,11 +87,18 @@ impl ConsentState {
             ConsentState::Revoked => "revoked",
             ConsentState::Refused => "refused",
             ConsentState::Ended => "ended",
+            ConsentState::Paid => "paid",
+            ConsentState::NotPaid => "not-paid",
         }
     }
 
     pub fn is_active(self) -> bool {
         self == ConsentState::Active
+    }
+
+    /// Whether this access was spent (a payment consent used once).
+    pub fn is_used(self) -> bool {
+        matches!(self, ConsentState::Paid | ConsentState::NotPaid)
     }
 }
 
@@ -128,6 +141,25 @@ pub struct HistoryEntry {
     pub detail: String,
 }
 
+/// A payment consent: what is (or was) paid, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFacts {
+    /// E.g. "KES 165.88".
+    pub amount: String,
+    pub payee_name: String,
+    /// E.g. "Wekeza account 0100123456789".
+    pub payee_account: String,
+    pub reference: Option<String>,
+    /// The customer's account the money leaves (once chosen).
+    pub from_account: Option<SharedAccount>,
+    /// The consent's status in words, e.g. "Authorised, not used yet".
+    pub consent_status: String,
+    /// The payment's status in words, once the provider made it.
+    pub payment_status: Option<String>,
+    /// When the payment was made.
+    pub paid_at: Option<When>,
+}
+
 /// One consent as the dashboard shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentCard {
@@ -152,6 +184,9 @@ pub struct ConsentCard {
     pub history: Vec<HistoryEntry>,
     /// The confirmation page for withdrawing, when the consent is active.
     pub revoke_url: Option<String>,
+    /// Payment consents: the payment.
+    #[serde(default)]
+    pub payment: Option<PaymentFacts>,
 }
 
 /// All consents given to one provider.
@@ -344,6 +379,7 @@ mod tests {
             revoke_url: state
                 .is_active()
                 .then(|| "/account/consents/aac-1/revoke".into()),
+            payment: None,
         }
     }
 
@@ -381,6 +417,54 @@ mod tests {
         assert!(!html.contains("<script"));
         assert!(!html.contains("style="));
         assert!(!html.contains("<style"));
+    }
+
+    #[test]
+    fn payment_cards_show_the_payment_and_a_used_one_has_no_withdraw_link() {
+        let pay = |state: ConsentState| {
+            let mut c = card(state);
+            c.permission_groups.clear();
+            c.accounts.clear();
+            c.transaction_window = None;
+            c.title = "Payment of KES 12.50 to Bob's Shop".into();
+            c.payment = Some(PaymentFacts {
+                amount: "KES 12.50".into(),
+                payee_name: XSS.into(),
+                payee_account: "Wekeza account 0100".into(),
+                reference: Some("INV-1".into()),
+                from_account: Some(SharedAccount {
+                    name: "Everyday".into(),
+                    detail: "Current account · KES · ending 4821".into(),
+                }),
+                consent_status: "Used: the payment was made".into(),
+                payment_status: state.is_used().then(|| "Paid".into()),
+                paid_at: state.is_used().then(|| when("3 Mar 2026, 14:05 UTC")),
+            });
+            c
+        };
+        let p = DashboardPage {
+            signed_in: signed_in(),
+            notice: None,
+            active_count: 1,
+            ended_count: 1,
+            providers: vec![ProviderConsents {
+                name: "Budget Buddy".into(),
+                client_id: "c1".into(),
+                client_uri: None,
+                active_count: 1,
+                consents: vec![pay(ConsentState::Paid)],
+            }],
+        };
+        let html = render_dashboard(&p).unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("data-status=\"paid\""));
+        assert!(html.contains("<strong>KES 12.50</strong>"));
+        assert!(html.contains("class=\"payment-status\">Paid"));
+        assert!(html.contains("INV-1"));
+        assert!(html.contains("Everyday"));
+        assert!(!html.contains("Withdraw access"), "a used consent is spent");
+        assert_eq!(ConsentState::NotPaid.code(), "not-paid");
+        assert!(!ConsentState::Paid.is_active() && ConsentState::Paid.is_used());
     }
 
     #[test]

@@ -73,6 +73,30 @@ pub struct RecoveryCodesPage {
     pub done_url: String,
 }
 
+/// Dashboard sign-in with a passkey: the username form, then the ceremony form that
+/// `passkey.js` drives (`data-options` set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardPasskeyPage {
+    pub csrf: String,
+    pub username: String,
+    pub error: Option<String>,
+    pub options: Option<String>,
+    pub start_action: String,
+    pub finish_action: String,
+    pub password_href: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard_passkey.html")]
+struct DashPasskeyTemplate<'a> {
+    p: &'a DashboardPasskeyPage,
+    signed_in: Option<&'a SignedIn>,
+}
+
+pub fn render_dashboard_passkey(p: &DashboardPasskeyPage) -> Result<String, RenderError> {
+    Ok(DashPasskeyTemplate { p, signed_in: None }.render()?)
+}
+
 #[derive(Template)]
 #[template(path = "security.html")]
 struct SecurityTemplate<'a> {

@@ -741,3 +741,77 @@ async fn the_resource_server_records_consent_use_at_most_once_a_minute() {
     assert!(used.contains("<time datetime="), "{used}");
     p.finish().await;
 }
+
+#[tokio::test]
+async fn dashboard_passkey_sign_in_refuses_without_a_ceremony_a_passkey_or_while_locked() {
+    let p = TestPlatform::spawn().await;
+    let c = p.kit.customer.clone();
+    let id = alice(&p).await.id;
+    let agent = p.customer();
+    let page = agent.get("/account/login/passkey").await.unwrap();
+    assert_eq!(page.status, 200, "{}", page.html);
+    let csrf = page.csrf().unwrap();
+    // Another session's (or no) CSRF token: refused.
+    let r = agent
+        .post(
+            "/account/login/passkey",
+            &[("csrf", "nope"), ("username", &c.username)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // No passkey enrolled: the same answer as for an unknown username.
+    let r = agent
+        .post(
+            "/account/login/passkey",
+            &[("csrf", &csrf), ("username", &c.username)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.html);
+    let u = agent
+        .post(
+            "/account/login/passkey",
+            &[("csrf", &csrf), ("username", "nobody-here")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        between(&r.html, "id=\"error\"", "</div>"),
+        between(&u.html, "id=\"error\"", "</div>")
+    );
+    // An answer without a ceremony started: refused, nothing signed in.
+    let r = agent
+        .post(
+            "/account/login/passkey/finish",
+            &[("csrf", &csrf), ("credential", "{\"id\":\"x\"}")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.html);
+    assert_eq!(
+        agent.get("/account").await.unwrap().status,
+        StatusCode::SEE_OTHER
+    );
+    let ev = p.state().auth.list_auth_events(&id, 10).await.unwrap();
+    assert!(
+        ev.iter()
+            .any(|e| e.method == "passkey" && e.outcome == "failure" && e.reason == "no_passkey")
+    );
+    // Locked usernames get no ceremony.
+    for _ in 0..5 {
+        as_login(&p, &p.customer(), "wrong password", "000000").await;
+    }
+    let fresh = p.customer();
+    let page = fresh.get("/account/login/passkey").await.unwrap();
+    let r = fresh
+        .post(
+            "/account/login/passkey",
+            &[("csrf", &page.csrf().unwrap()), ("username", &c.username)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.html);
+    p.finish().await;
+}

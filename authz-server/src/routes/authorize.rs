@@ -471,13 +471,14 @@ pub async fn post_login(
                 "Too many failed attempts to sign in with this username. {}",
                 signin::wait_text(until, st.clock.now())
             );
-            return login_page(
+            let page = login_page(
                 &ix,
                 &client,
                 &form.username,
                 Some(&msg),
                 StatusCode::TOO_MANY_REQUESTS,
             );
+            return signin::with_retry_after(page, Some(until), st.clock.now());
         }
         Err(e) => return server_error_page(&e),
     }
@@ -593,7 +594,8 @@ pub async fn post_otp(
                 "Too many failed attempts. {}",
                 signin::wait_text(until, st.clock.now())
             );
-            return otp_page(&ix, &client, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+            let page = otp_page(&ix, &client, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+            return signin::with_retry_after(page, Some(until), st.clock.now());
         }
         Err(e) => return server_error_page(&e),
     }

@@ -20,7 +20,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use consent_ui as ui;
 use consent_ui::dashboard as dui;
-use openbanking::{AccountAccessDetails, KIND_ACCOUNT_ACCESS, StatusReason};
+use openbanking::payment::PaymentConsentDetails;
+use openbanking::{AccountAccessDetails, KIND_ACCOUNT_ACCESS, KIND_DOMESTIC_PAYMENT, StatusReason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -275,12 +276,12 @@ pub(crate) async fn signed_in(
 
 // ---------- back-off ----------
 
-fn locked_page(until: Option<i64>, now: i64) -> Response {
+pub(crate) fn locked_page(until: Option<i64>, now: i64) -> Response {
     let wait = match until {
         Some(u) => signin::wait_text(u, now),
         None => "Please try again later.".into(),
     };
-    clear_cookie(message(
+    let page = clear_cookie(message(
         StatusCode::TOO_MANY_REQUESTS,
         None,
         "Too many attempts",
@@ -289,11 +290,12 @@ fn locked_page(until: Option<i64>, now: i64) -> Response {
         ),
         true,
         Some(("Back to sign in", LOGIN)),
-    ))
+    ));
+    signin::with_retry_after(page, until, now)
 }
 
 /// Record a failed attempt on the sign-in session; past the limit the sign-in ends.
-async fn failed_attempt(
+pub(crate) async fn failed_attempt(
     st: &AppState,
     mut s: Session,
     username: &str,
@@ -730,6 +732,7 @@ fn action_words(action: &str) -> String {
         "expired" => "Access expired".into(),
         "code_replay_revoked" => "Ended for your security".into(),
         "used" => "Used".into(),
+        "consumed" => "Payment instructed".into(),
         other => other.replace('_', " "),
     }
 }
@@ -753,7 +756,7 @@ fn detail_words(action: &str, detail: &str) -> String {
     String::new()
 }
 
-async fn shared_account(st: &AppState, id: &str) -> dui::SharedAccount {
+pub(crate) async fn shared_account(st: &AppState, id: &str) -> dui::SharedAccount {
     match st.bank.account(id).await {
         Ok(Some(a)) => {
             let kind = match a.kind {
@@ -814,7 +817,9 @@ async fn card(
         revoke_url: state
             .is_active()
             .then(|| format!("/account/consents/{}/revoke", url_segment(&c.id))),
+        payment: None,
     };
+    let mut payment_history = Vec::new();
     let mut expiry = c.expires_at;
     if c.kind == KIND_ACCOUNT_ACCESS {
         card.title = "Account information".into();
@@ -854,6 +859,15 @@ async fn card(
                 _ => format!("Reason given: {}", r.description),
             });
         }
+    } else if c.kind == KIND_DOMESTIC_PAYMENT {
+        let v = super::dashboard_payments::view(st, c).await?;
+        card.title = format!("Payment of {} to {}", v.facts.amount, v.facts.payee_name);
+        if let Some(s) = v.state {
+            card.state = s;
+        }
+        card.state_note = v.note;
+        card.payment = Some(v.facts);
+        payment_history = v.history;
     } else {
         card.title = if c.scopes.split(' ').any(|s| s == "accounts") {
             "Account information and sign-in".into()
@@ -867,6 +881,8 @@ async fn card(
             .map(ui::describe_scope)
             .collect();
     }
+    // A payment consent's state may have been refined (paid or not).
+    let state = card.state;
     let at = |action: &str| {
         audit
             .iter()
@@ -886,6 +902,8 @@ async fn card(
         fallback: "Not given".into(),
     });
     match state {
+        // A spent payment consent has no end date to show; the payment says it all.
+        s if s.is_used() => {}
         dui::ConsentState::Revoked => card.dates.push(dui::DateFact {
             label: "Withdrawn".into(),
             when: at("revoked").or(Some(c.updated_at)).and_then(when),
@@ -920,7 +938,10 @@ async fn card(
                 detail: detail_words(&a.action, &a.detail),
             })
         })
+        .chain(payment_history)
         .collect();
+    // Consent audit and payment status lines in time order (ISO 8601 UTC sorts as text).
+    card.history.sort_by(|a, b| a.when.iso.cmp(&b.when.iso));
     Ok(card)
 }
 
@@ -1129,6 +1150,28 @@ async fn revoke(st: &AppState, c: &ConsentRecord, customer_id: &str) -> Result<b
     ];
     let moved = if c.kind == KIND_ACCOUNT_ACCESS {
         let mut d = AccountAccessDetails::from_value(&c.details)
+            .map_err(|e| OAuthError::server_error(format!("stored consent {}: {e}", c.id)))?;
+        d.status_reason = Some(StatusReason {
+            code: REASON_CUSTOMER_REVOKED.into(),
+            description: "revoked by the customer".into(),
+        });
+        d.status_update_date_time = OffsetDateTime::from_unix_timestamp(now)
+            .map_err(|_| OAuthError::server_error("clock out of range"))?;
+        st.store
+            .update_consent(
+                &c.id,
+                &from,
+                ConsentStatus::Revoked,
+                None,
+                Some(&d.to_value()),
+                &audit,
+            )
+            .await
+            .map_err(store)?
+    } else if c.kind == KIND_DOMESTIC_PAYMENT {
+        // Only an authorised, unused payment consent gets here (`from`): once the
+        // provider used it the guarded update finds it consumed and nothing changes.
+        let mut d = PaymentConsentDetails::from_value(&c.details)
             .map_err(|e| OAuthError::server_error(format!("stored consent {}: {e}", c.id)))?;
         d.status_reason = Some(StatusReason {
             code: REASON_CUSTOMER_REVOKED.into(),

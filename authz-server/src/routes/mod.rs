@@ -2,6 +2,8 @@
 
 pub mod authorize;
 pub mod dashboard;
+pub mod dashboard_passkey;
+pub mod dashboard_payments;
 pub mod meta;
 pub mod par;
 pub mod passkey;

@@ -143,7 +143,7 @@ pub async fn post_signin(
                 "Too many failed attempts to sign in with this username. {}",
                 signin::wait_text(until, st.clock.now())
             );
-            return signin_page(
+            let page = signin_page(
                 &ix,
                 &client,
                 &username,
@@ -151,6 +151,7 @@ pub async fn post_signin(
                 None,
                 StatusCode::TOO_MANY_REQUESTS,
             );
+            return signin::with_retry_after(page, Some(until), st.clock.now());
         }
         Err(e) => return server_error_page(&e),
     }
@@ -190,6 +191,9 @@ pub async fn post_signin(
         )
         .await
         {
+            return server_error_page(&e);
+        }
+        if let Err(e) = signin::count_failure(&st, &username).await {
             return server_error_page(&e);
         }
         return failed_attempt(&st, ix, |ix| {
@@ -262,6 +266,19 @@ async fn signin_failed(
     {
         return server_error_page(&e);
     }
+    // A failed verification counts against the username's back-off, as a wrong
+    // password does (the customer is known from the ceremony).
+    if let Some(cid) = customer_id {
+        let username = match st.store.find_customer(cid).await {
+            Ok(c) => c.map(|c| c.username),
+            Err(e) => return server_error_page(&store(e)),
+        };
+        if let Some(u) = username
+            && let Err(e) = signin::count_failure(st, &u).await
+        {
+            return server_error_page(&e);
+        }
+    }
     failed_attempt(st, ix, |ix| {
         signin_page(
             ix,
@@ -302,6 +319,43 @@ pub async fn post_signin_finish(
         return signin_failed(&st, ix, &client, None, "no passkey ceremony pending").await;
     };
     let cid = saved.customer_id.clone();
+    // A lock that began while the ceremony ran holds for its answer too.
+    let username = match st.store.find_customer(&cid).await {
+        Ok(c) => c.map(|c| c.username).unwrap_or_default(),
+        Err(e) => return server_error_page(&store(e)),
+    };
+    match signin::locked_until(&st, &username).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            if let Err(e) = signin::audit(
+                &st,
+                Channel::Interaction,
+                Some(&client.client_id),
+                Some(&cid),
+                "passkey",
+                "locked",
+                "backoff",
+            )
+            .await
+            {
+                return server_error_page(&e);
+            }
+            let msg = format!(
+                "Too many failed attempts to sign in with this username. {}",
+                signin::wait_text(until, st.clock.now())
+            );
+            let page = signin_page(
+                &ix,
+                &client,
+                "",
+                Some(&msg),
+                None,
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            return signin::with_retry_after(page, Some(until), st.clock.now());
+        }
+        Err(e) => return server_error_page(&e),
+    }
     let raw = field(&pairs, "credential");
     if raw.is_empty() {
         return signin_failed(
