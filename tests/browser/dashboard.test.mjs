@@ -7,11 +7,15 @@
 import { after, before, test as nodeTest } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import {
   Authenticator,
   decide,
   launchChromium,
   newContext,
+  SCREENSHOTS,
   screenshot,
   startServer,
   submitOtp,
@@ -173,5 +177,118 @@ test('the customer withdraws account access in the dashboard and the TPP is refu
     assert.match(await page.locator('#notice').innerText(), /signed out/);
     await page.goto(`${server.kit.issuer}/account`);
     await page.waitForURL((u) => u.pathname === '/account/login');
+  });
+});
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/** The customer approves a payment consent in Chromium, paying from the first account. */
+async function approvePayment(req) {
+  return withContext({}, async (context) => {
+    const page = await context.newPage();
+    await page.goto(req.url);
+    await submitPassword(page, server.kit.customer);
+    await submitOtp(page, await authenticator.freshCode());
+    await page.locator('input[name=account]').first().check();
+    const back = await decide(page, '#approve', client.redirect_uri);
+    const code = back.searchParams.get('code');
+    assert.ok(code, `no code in ${back}`);
+    const t = await tpp.token({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: client.redirect_uri,
+      code_verifier: req.verifier,
+    });
+    assert.equal(t.status, 200, JSON.stringify(t.body));
+    return t.body;
+  });
+}
+
+test('payment consents in the dashboard: a paid one stays, an unused one is withdrawn and the payment refused', async () => {
+  const initiation = (amount, ref) => ({
+    InstructionIdentification: `INSTR-${ref}`,
+    EndToEndIdentification: `E2E-${ref}`,
+    InstructedAmount: { Amount: amount, Currency: 'KES' },
+    CreditorAccount: { SchemeName: 'KE.MPESA.MSISDN', Identification: '254712345678', Name: 'Mama Mboga Groceries' },
+    RemittanceInformation: { Reference: ref },
+  });
+  // 1. One payment made at once, one left authorised.
+  const paidReq = await tpp.paymentRequest(initiation('25.00', 'WEEK-47'));
+  const paidTokens = await approvePayment(paidReq);
+  const paid = await tpp.pisp('POST', '/domestic-payments', paidTokens.access_token, {
+    ...paidReq.body,
+    Data: { ...paidReq.body.Data, ConsentId: paidReq.consentId },
+  });
+  assert.equal(paid.status, 201, JSON.stringify(paid.body));
+  const openReq = await tpp.paymentRequest(initiation('9.40', 'RENT-DEC'));
+  const openTokens = await approvePayment(openReq);
+
+  // 2. The dashboard, audited by axe (the audit context bypasses the CSP to inject axe).
+  await withContext({ viewport: { width: 1100, height: 900 }, bypassCSP: true }, async (context) => {
+    const page = await context.newPage();
+    await page.goto(`${server.kit.issuer}/account/login`);
+    await page.fill('#username', server.kit.customer.username);
+    await page.fill('#password', server.kit.customer.password);
+    await page.click('form.form button[type=submit]');
+    await page.waitForURL((u) => u.pathname === '/account/login/otp');
+    await page.fill('#otp', await authenticator.freshCode());
+    await page.click('form.form button[type=submit]');
+    await page.waitForURL((u) => u.pathname === '/account');
+
+    const open = page.locator(`[data-consent-id="${openReq.consentId}"]`);
+    assert.equal(await open.getAttribute('data-status'), 'active');
+    const openText = await open.innerText();
+    for (const want of ['KES 9.40', 'Mama Mboga Groceries', 'M-PESA number 254712345678', 'RENT-DEC', 'Authorised by you, not used yet']) {
+      assert.ok(openText.includes(want), `${want} not in ${openText}`);
+    }
+    const done = page.locator(`[data-consent-id="${paidReq.consentId}"]`);
+    assert.equal(await done.getAttribute('data-status'), 'paid');
+    const doneText = await done.innerText();
+    assert.match(doneText, /KES 25\.00/);
+    assert.match(doneText, /Used: the payment was made/);
+    assert.match(await done.locator('.payment-status').innerText(), /^(Paid|Sent to the payee's bank)/);
+    assert.equal(await done.getByRole('link', { name: /Withdraw access/ }).count(), 0);
+    await done.locator('details.history summary').click();
+    assert.match(await done.locator('.timeline').innerText(), /Payment instructed/);
+
+    await page.addScriptTag({ path: AXE });
+    const r = await page.evaluate(() =>
+      // eslint-disable-next-line no-undef
+      axe.run(document, {
+        runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+      }),
+    );
+    assert.ok(r.passes.length >= 10, `axe ran only ${r.passes.length} passing rules`);
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    writeFileSync(
+      join(SCREENSHOTS, 'axe-dashboard-payments.json'),
+      JSON.stringify(r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')) })), null, 2),
+    );
+    const serious = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    assert.deepEqual(serious.map((v) => `${v.id}: ${v.help}`), []);
+    await open.scrollIntoViewIfNeeded();
+    await screenshot(page, 'dashboard-payments');
+    await page.setViewportSize({ width: 360, height: 780 });
+    const overflow = await page.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
+    assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px at 360px`);
+    await screenshot(page, 'dashboard-payments-phone');
+    await page.setViewportSize({ width: 1100, height: 900 });
+
+    // 3. Withdraw the unused one; the TPP's payment is then refused.
+    await open.getByRole('link', { name: /Withdraw access/ }).click();
+    await page.waitForURL((u) => u.pathname === `/account/consents/${openReq.consentId}/revoke`);
+    assert.match(await page.locator('main').innerText(), /KES 9\.40/);
+    await page.click('#confirm-revoke');
+    await page.waitForURL((u) => u.pathname === '/account');
+    assert.equal(await open.getAttribute('data-status'), 'revoked');
+    assert.match(await open.innerText(), /You withdrew this payment/);
+    const refused = await tpp.pisp('POST', '/domestic-payments', openTokens.access_token, {
+      ...openReq.body,
+      Data: { ...openReq.body.Data, ConsentId: openReq.consentId },
+    });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.equal(refused.body.Errors[0].ErrorCode, 'UK.OBIE.Resource.InvalidConsentStatus');
   });
 });

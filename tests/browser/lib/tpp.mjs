@@ -6,6 +6,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { tlsFetch } from './harness.mjs';
 
 const AISP = '/open-banking/v4.0/aisp';
+const PISP = '/open-banking/v4.0/pisp';
 const b64url = (b) => Buffer.from(b).toString('base64url');
 
 export const READ_ALL = [
@@ -63,6 +64,63 @@ export class SandboxTpp {
     });
     const text = await r.text();
     return { status: r.status, body: text ? JSON.parse(text) : null };
+  }
+
+  /** A payment-initiation call (`x-idempotency-key` set, a new one each call). */
+  async pisp(method, path, accessToken, body) {
+    const headers = {
+      authorization: `Bearer ${accessToken}`,
+      accept: 'application/json',
+      'x-fapi-interaction-id': randomUUID(),
+      'x-idempotency-key': randomUUID(),
+    };
+    if (body) headers['content-type'] = 'application/json';
+    const base = this.server.kit.resource_base_url.replace(/\/$/, '');
+    const r = await this.fetch(`${base}${PISP}${path}`, {
+      method,
+      headers,
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) : null };
+  }
+
+  /** A domestic-payment consent (`initiation` as in UK OB v4) → PAR naming it →
+   * `{ consentId, url, verifier, body }`. */
+  async paymentRequest(initiation) {
+    const cc = await this.token({ grant_type: 'client_credentials', scope: 'payments' });
+    assert.equal(cc.status, 200, JSON.stringify(cc.body));
+    const body = { Data: { Initiation: initiation }, Risk: { PaymentContextCode: 'EcommerceGoods' } };
+    const intent = await this.pisp('POST', '/domestic-payment-consents', cc.body.access_token, body);
+    assert.equal(intent.status, 201, JSON.stringify(intent.body));
+    const consentId = intent.body.Data.ConsentId;
+    return { ...(await this.pushIntent(consentId, 'openid payments')), body };
+  }
+
+  /** PAR naming an intent → `{ consentId, url, verifier }`. */
+  async pushIntent(consentId, scope) {
+    const verifier = b64url(randomBytes(32));
+    const r = await this.fetch(this.endpoint('pushed_authorization_request_endpoint'), {
+      method: 'POST',
+      body: new URLSearchParams({
+        client_id: this.clientId,
+        response_type: 'code',
+        redirect_uri: this.client.redirect_uri,
+        scope,
+        state: b64url(randomBytes(16)),
+        nonce: b64url(randomBytes(16)),
+        code_challenge: b64url(createHash('sha256').update(verifier).digest()),
+        code_challenge_method: 'S256',
+        claims: JSON.stringify({
+          id_token: { openbanking_intent_id: { value: consentId, essential: true } },
+        }),
+      }),
+    });
+    assert.equal(r.status, 201, await r.clone().text());
+    const { request_uri } = await r.json();
+    const url = new URL(this.meta.authorization_endpoint);
+    url.search = new URLSearchParams({ client_id: this.clientId, request_uri }).toString();
+    return { consentId, url: url.href, verifier };
   }
 
   /** UK OB intent → PAR naming it → `{ consentId, url, verifier }`. */
