@@ -84,16 +84,8 @@ impl Platform {
     }
 }
 
-// No caller left in this crate (see `connect_sql`); kept as the two-seam entry point.
-#[allow(dead_code)]
-pub(crate) async fn connect_stores(
-    cfg: &Config,
-) -> anyhow::Result<(Arc<dyn DurableStore>, Arc<dyn EphemeralStore>)> {
-    let (sql, eph) = connect_sql(cfg).await?;
-    Ok((Arc::new(sql), eph))
-}
-
-/// [`connect_stores`] with the SQL store itself, for the seams beyond `DurableStore`.
+/// Open the durable SQL store (creating a SQLite file's folder) and the ephemeral store
+/// (Redis when configured, else the same database).
 pub(crate) async fn connect_sql(
     cfg: &Config,
 ) -> anyhow::Result<(SqlStore, Arc<dyn EphemeralStore>)> {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use crate::sql::{Backend, SqlStore};
+use crate::sql::{Backend, SqlStore, corrupt};
 use crate::{ConsentStatus, StoreError, StoreResult};
 
 /// UK OB: a resource (payment, consent...) changed; the TPP reads it again.
@@ -249,10 +249,6 @@ pub trait EventStore: Send + Sync {
 
 fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
 }
 
 fn get<'r, T>(row: &'r AnyRow, name: &str) -> StoreResult<T>

@@ -16,9 +16,10 @@
 //! starts with a write, so SQLite takes the write lock first and waits (busy_timeout)
 //! instead of failing on a lock upgrade.
 
+use crate::sql::{col, db_err};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 
 use crate::{AuditEntry, ConsentRecord, SqlStore, StoreError, StoreResult};
 
@@ -197,20 +198,6 @@ pub trait PaymentStore: Send + Sync {
     async fn advance_clearing(&self, now: i64, limit: i64) -> StoreResult<usize>;
     /// Double-entry invariants over the whole ledger (tests, operations).
     async fn ledger_check(&self) -> StoreResult<LedgerCheck>;
-}
-
-fn db_err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.to_string()),
-        _ => StoreError::Database(e.to_string()),
-    }
-}
-
-fn col<'r, T>(row: &'r AnyRow, name: &str) -> StoreResult<T>
-where
-    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
-{
-    row.try_get::<T, _>(name).map_err(db_err)
 }
 
 fn json_text(v: &serde_json::Value) -> StoreResult<String> {

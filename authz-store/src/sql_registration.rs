@@ -4,6 +4,7 @@
 //! transaction. Updates and deletes are guarded by the registration access token's
 //! digest, so two concurrent management calls with the same token cannot both win.
 
+use crate::sql::db_err;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
@@ -60,13 +61,6 @@ pub trait RegistrationStore: Send + Sync {
         actor: &str,
         now: i64,
     ) -> StoreResult<Option<Deregistered>>;
-}
-
-fn db_err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.to_string()),
-        _ => StoreError::Database(e.to_string()),
-    }
 }
 
 fn json(what: &str, v: &serde_json::Value) -> StoreResult<String> {
