@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod dpop;
 pub mod error;
 pub mod interaction;
+pub mod logo;
 pub mod par;
 pub mod redirect;
 pub mod registration;

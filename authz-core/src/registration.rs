@@ -56,6 +56,9 @@ pub struct SoftwareStatement {
     pub software_client_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software_client_uri: Option<String>,
+    /// The logo the directory holds for the software (copied in at registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_logo_uri: Option<String>,
     pub software_redirect_uris: Vec<String>,
     pub org_id: String,
     pub org_name: String,
@@ -181,6 +184,9 @@ pub struct Validated {
     pub client: Client,
     /// To be fetched (https, public address) and passed to [`Validated::finish`].
     pub jwks_uri: Option<String>,
+    /// The logo to copy in (`logo_uri`, else the statement's `software_logo_uri`): fetched
+    /// or decoded by the caller, then checked with [`crate::logo::check_logo`].
+    pub logo: Option<crate::logo::LogoSource>,
 }
 
 impl Validated {
@@ -284,6 +290,16 @@ pub fn validate_request(
             return Err(metadata("client_uri must be an https URL"));
         }
     }
+    let logo = match (str_field(m, "logo_uri")?, &statement.software_logo_uri) {
+        (Some(r), Some(s)) if r != s => {
+            return Err(metadata("logo_uri conflicts with the software statement"));
+        }
+        (r, s) => s.as_deref().or(r),
+    };
+    let logo = logo
+        .map(crate::logo::parse_logo_uri)
+        .transpose()
+        .map_err(|e| metadata(format!("logo_uri: {e}")))?;
 
     let method = match str_field(m, "token_endpoint_auth_method")? {
         Some("private_key_jwt") => ClientAuthMethod::PrivateKeyJwt,
@@ -484,7 +500,11 @@ pub fn validate_request(
         authorization_signed_response_alg: jarm_alg,
         authorization_details_types,
     };
-    Ok(Validated { client, jwks_uri })
+    Ok(Validated {
+        client,
+        jwks_uri,
+        logo,
+    })
 }
 
 /// A JWKS of public signing keys, each usable with PS256, ES256 or EdDSA.

@@ -10,6 +10,7 @@ pub mod event_keys;
 pub mod http;
 pub mod issue;
 pub mod keys;
+pub mod logo;
 pub mod metrics;
 pub mod ob;
 pub mod ob_payments;
@@ -134,6 +135,7 @@ fn web_router(st: Arc<AppState>) -> Router {
         .route("/login/otp", get(a::get_otp).post(a::post_otp))
         .route("/consent", get(a::get_consent).post(a::post_consent))
         .route(consent_ui::STYLESHEET_PATH, get(a::get_stylesheet))
+        .route("/clients/{client_id}/logo", get(crate::logo::get_logo))
         .route("/login/passkey", get(pk::get_signin).post(pk::post_signin))
         .route(
             "/login/passkey/finish",
@@ -586,6 +588,7 @@ async fn seed(
             .await
             .map_err(|e| anyhow::anyhow!("seeding client: {e}"))?;
     }
+    logo::seed_sandbox_logos(store, sb.clients.iter().map(|c| c.client_id.as_str()), now).await?;
     let kc = &sb.kit.customer;
     let existing = store
         .find_customer_by_username(&kc.username)

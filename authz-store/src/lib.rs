@@ -15,6 +15,7 @@ mod redis_store;
 mod sql;
 mod sql_auth;
 mod sql_events;
+mod sql_logos;
 mod sql_payments;
 mod sql_registration;
 #[cfg(any(test, feature = "testsuite"))]
@@ -35,6 +36,7 @@ pub use sql_events::{
     EVENT_CONSENT_REVOKED, EVENT_LINKED_ACCOUNT_UPDATE, EVENT_RESOURCE_UPDATE, EVENT_TYPES,
     EventRecord, EventStore, EventSubscription, NewEvent, enqueue_event,
 };
+pub use sql_logos::{ClientLogo, LogoStore};
 pub use sql_payments::{
     Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
@@ -208,6 +210,11 @@ pub trait DurableStore: Send + Sync {
     // dynamic client registration
     /// The registration storage of this backend (`sql_registration.rs`), if it has one.
     fn registrations(&self) -> Option<&dyn RegistrationStore> {
+        None
+    }
+
+    /// TPP logos kept in this store (`sql_logos.rs`), if it keeps them.
+    fn logos(&self) -> Option<&dyn LogoStore> {
         None
     }
 }

@@ -203,6 +203,11 @@ impl RegistrationStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        sqlx::query::<Any>("DELETE FROM client_logos WHERE client_id = $1")
+            .bind(client_id.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let ids: Vec<String> = sqlx::query::<Any>(
             "SELECT id FROM consents WHERE client_id = $1 AND status IN ($2, $3) ORDER BY id",
         )

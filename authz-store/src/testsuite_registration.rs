@@ -115,6 +115,27 @@ pub async fn registration_suite(store: &dyn DurableStore) {
     };
     store.insert_refresh_token(&rt).await.unwrap();
 
+    // Logos: set, replaced in place, digest without the bytes.
+    let logos = store.logos().expect("backend has logo storage");
+    assert_eq!(logos.find_logo(&id).await.unwrap(), None);
+    let first = logos
+        .put_logo(&id, "image/png", b"first", now)
+        .await
+        .unwrap();
+    assert_eq!(first.sha256.len(), 64);
+    let second = logos
+        .put_logo(&id, "image/jpeg", b"second bytes", now + 1)
+        .await
+        .unwrap();
+    let found = logos.find_logo(&id).await.unwrap().unwrap();
+    assert_eq!(found, second);
+    assert_eq!(found.bytes, b"second bytes");
+    assert_ne!(first.sha256, second.sha256);
+    assert_eq!(
+        logos.logo_digest(&id).await.unwrap(),
+        Some(second.sha256.clone())
+    );
+
     // Delete: wrong digest changes nothing.
     assert_eq!(
         regs.delete_registration(&id, "d1", "client:x", now + 9)
@@ -132,6 +153,9 @@ pub async fn registration_suite(store: &dyn DurableStore) {
     assert_eq!(done.refresh_tokens_revoked, 1);
     assert_eq!(store.find_client(&id).await.unwrap(), None);
     assert_eq!(regs.find_registration(&id).await.unwrap(), None);
+    // Deregistration takes the logo with the client (nothing is served for it after).
+    assert_eq!(logos.find_logo(&id).await.unwrap(), None);
+    assert!(!logos.delete_logo(&id).await.unwrap());
     let statuses: Vec<ConsentStatus> = {
         let mut v = Vec::new();
         for c in &consents {

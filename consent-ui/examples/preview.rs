@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let consent = ConsentPage {
         client_name: client.into(),
         client_id: "bb-7f3a9c21-prod".into(),
+        logo_url: None,
         client_uri: Some("https://budgetbuddy.example".into()),
         customer_name: "Amina Wanjiru".into(),
         scopes: [

@@ -197,6 +197,9 @@ pub struct ProviderConsents {
     pub client_id: String,
     /// The provider's registered home page, shown as text.
     pub client_uri: Option<String>,
+    /// Same-origin URL of the provider's logo; `None` shows its initial.
+    #[serde(default)]
+    pub logo_url: Option<String>,
     pub active_count: usize,
     pub consents: Vec<ConsentCard>,
 }
@@ -397,6 +400,7 @@ mod tests {
                 name: "Budget Buddy".into(),
                 client_id: "c1".into(),
                 client_uri: None,
+                logo_url: Some("/clients/c1/logo?v=abc".into()),
                 active_count: 1,
                 consents: vec![card(ConsentState::Active), {
                     let mut c = card(ConsentState::Revoked);
@@ -451,6 +455,7 @@ mod tests {
                 name: "Budget Buddy".into(),
                 client_id: "c1".into(),
                 client_uri: None,
+                logo_url: None,
                 active_count: 1,
                 consents: vec![pay(ConsentState::Paid)],
             }],

@@ -141,6 +141,9 @@ pub struct ConsentPage {
     pub client_name: String,
     /// The registered client identifier (shown in small print).
     pub client_id: String,
+    /// Same-origin URL of the client's logo (`#client-logo`); `None` shows its initial.
+    #[serde(default)]
+    pub logo_url: Option<String>,
     /// The client's registered home page, shown as plain text (not a link).
     pub client_uri: Option<String>,
     /// Name of the signed-in customer.
@@ -295,3 +298,11 @@ pub fn render_info(p: &InfoPage) -> Result<String, RenderError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The letter shown in place of a missing logo: the name's first letter or digit.
+pub fn initial(name: &str) -> String {
+    name.chars()
+        .find(|c| c.is_alphanumeric())
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_else(|| "?".to_owned())
+}

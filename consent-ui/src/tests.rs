@@ -28,6 +28,7 @@ fn consent() -> ConsentPage {
     ConsentPage {
         client_name: "Budget Buddy".into(),
         client_id: "client-7f3a".into(),
+        logo_url: None,
         client_uri: Some("https://budgetbuddy.example".into()),
         customer_name: "Amina Wanjiru".into(),
         scopes: ["openid", "accounts", "payments", "custom:thing"]
@@ -403,4 +404,29 @@ fn payment_consent_shows_amount_payee_reference_and_debtor_choices() {
     let html = render_consent(&fixed).expect("renders");
     assert!(html.contains("id=\"payment-from\">Everyday · ending 6789"));
     assert!(!html.contains("type=\"radio\""));
+}
+
+#[test]
+fn consent_page_shows_the_served_logo_or_the_initial() {
+    let mut c = consent();
+    let html = render_consent(&c).unwrap();
+    assert!(!html.contains("id=\"client-logo\""));
+    assert!(html.contains("id=\"client-initial\""));
+    assert!(html.contains(">B</span>"));
+    c.logo_url = Some("/clients/client-7f3a/logo?v=0123456789abcdef".into());
+    let html = render_consent(&c).unwrap();
+    assert!(html.contains(r#"src="/clients/client-7f3a/logo?v=0123456789abcdef""#));
+    assert!(!html.contains("id=\"client-initial\""));
+    // A hostile value cannot leave the attribute.
+    c.logo_url = Some(format!("x\"{XSS}"));
+    let html = render_consent(&c).unwrap();
+    assert!(!html.contains(XSS));
+}
+
+#[test]
+fn initial_is_the_first_letter_or_digit() {
+    assert_eq!(initial("budget buddy"), "B");
+    assert_eq!(initial("  42 Pay"), "4");
+    assert_eq!(initial("ñandú"), "Ñ");
+    assert_eq!(initial("!!!"), "?");
 }

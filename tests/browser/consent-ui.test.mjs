@@ -156,6 +156,29 @@ test('the consent page names the client, lists the requested scopes, and is fram
     assert.ok(maxAge > 0, `Strict-Transport-Security: ${hsts}`);
   }));
 
+test('the consent page shows the TPP logo from the platform and fetches nothing from elsewhere', () =>
+  withContext({}, async (context) => {
+    const origins = new Set();
+    context.on('request', (r) => origins.add(new URL(r.url()).origin));
+    const { page } = await atConsent(context, 'openid accounts');
+    const logo = page.locator('#client-logo');
+    await logo.waitFor();
+    // Rendered: the image decoded at its real size, not a broken-image box.
+    const natural = await logo.evaluate(async (img) => {
+      await img.decode();
+      return [img.naturalWidth, img.naturalHeight, img.complete];
+    });
+    assert.deepEqual(natural, [80, 80, true]);
+    const src = new URL(await logo.evaluate((img) => img.src));
+    assert.equal(src.origin, new URL(server.kit.issuer).origin);
+    assert.equal(src.pathname, `/clients/${CLIENT_ID}/logo`);
+    assert.match(src.searchParams.get('v') ?? '', /^[0-9a-f]{16}$/);
+    // Decorative next to the name that says who asks.
+    assert.equal(await logo.getAttribute('alt'), '');
+    assert.deepEqual([...origins], [new URL(server.kit.issuer).origin]);
+    await screenshot(page, 'consent-logo');
+  }));
+
 test('denying consent returns error=access_denied with state and iss', () =>
   withContext({}, async (context) => {
     const { page, req } = await atConsent(context);

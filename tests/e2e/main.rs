@@ -11,6 +11,7 @@ mod dashboard_payments;
 mod dpop;
 mod events;
 mod flow;
+mod logos;
 mod message_signing;
 mod metrics;
 mod par;

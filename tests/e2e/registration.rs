@@ -8,18 +8,18 @@ use fapi_jose::{Alg, SigningKey};
 use serde_json::{Value, json};
 use wekeza_tests::{TestPlatform, query_param};
 
-struct Resp {
-    status: u16,
-    body: Value,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
 impl Resp {
-    fn error(&self) -> &str {
+    pub(crate) fn error(&self) -> &str {
         self.body["error"].as_str().unwrap_or("")
     }
 }
 
-async fn send(req: reqwest::RequestBuilder) -> Resp {
+pub(crate) async fn send(req: reqwest::RequestBuilder) -> Resp {
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
@@ -39,7 +39,7 @@ fn kit_json(p: &TestPlatform) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-async fn register(http: &reqwest::Client, tpp: &Tpp, body: &Value) -> Resp {
+pub(crate) async fn register(http: &reqwest::Client, tpp: &Tpp, body: &Value) -> Resp {
     send(http.post(endpoint(tpp)).json(body)).await
 }
 
@@ -64,7 +64,7 @@ fn statement_claims(p: &TestPlatform) -> Value {
     })
 }
 
-fn statement(p: &TestPlatform, overrides: Value) -> String {
+pub(crate) fn statement(p: &TestPlatform, overrides: Value) -> String {
     let mut c = statement_claims(p);
     for (k, v) in overrides.as_object().unwrap() {
         if v.is_null() {
@@ -91,7 +91,7 @@ fn client_key(p: &TestPlatform) -> (Value, std::path::PathBuf) {
     )
 }
 
-fn pkjwt_body(p: &TestPlatform, ssa: &str) -> (Value, std::path::PathBuf) {
+pub(crate) fn pkjwt_body(p: &TestPlatform, ssa: &str) -> (Value, std::path::PathBuf) {
     let (jwks, path) = client_key(p);
     (
         json!({
@@ -599,7 +599,7 @@ async fn management_read_update_delete() {
 }
 
 /// RFC 7592 §2.2: an update sends the full metadata with the client_id.
-fn r_body_for_update(registered: &Value, id: &str) -> Value {
+pub(crate) fn r_body_for_update(registered: &Value, id: &str) -> Value {
     let mut b = registered.clone();
     b.as_object_mut().unwrap().remove("software_statement");
     b["client_id"] = json!(id);

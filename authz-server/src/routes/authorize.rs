@@ -700,6 +700,7 @@ async fn consent_page(
     let mut page = ui::ConsentPage {
         client_name: client.client_name.clone(),
         client_id: client.client_id.clone(),
+        logo_url: crate::logo::logo_src(st, &client.client_id).await,
         client_uri: client.client_uri.clone(),
         customer_name: name,
         scopes: ix

@@ -995,6 +995,7 @@ pub async fn get_dashboard(State(st): State<Arc<AppState>>, headers: HeaderMap) 
         providers.push(dui::ProviderConsents {
             active_count: cards.iter().filter(|c| c.state.is_active()).count(),
             name,
+            logo_url: crate::logo::logo_src(&st, &client_id).await,
             client_id,
             client_uri: uri,
             consents: cards,

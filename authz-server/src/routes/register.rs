@@ -11,6 +11,7 @@ use crate::http::{ApiError, ClientCert, PeerCert, json_no_store};
 use crate::state::AppState;
 use anyhow::Context;
 use authz_core::client::{Client, ClientAuthMethod, GrantType};
+use authz_core::logo::{LogoSource, MAX_LOGO_BYTES, check_logo};
 use authz_core::registration::{
     SoftwareStatement, Supported, TrustAnchor, Validated, is_public_address, validate_request,
     verify_software_statement,
@@ -22,6 +23,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +36,8 @@ pub struct Dcr {
     pub extra_roots_pem: Option<String>,
 }
 
-const MAX_BODY: usize = 64 * 1024;
+/// Room for a 64 KiB logo inline as a data: URI (base64: 4/3) next to the metadata.
+const MAX_BODY: usize = 128 * 1024;
 const MAX_JWKS_BYTES: usize = 64 * 1024;
 
 impl Dcr {
@@ -201,12 +204,22 @@ async fn consume_statement(st: &AppState, s: &SoftwareStatement) -> Result<(), A
     Ok(())
 }
 
-/// Fetch a client's `jwks_uri`: https only, every resolved address public (loopback too
-/// in sandbox), the connection pinned to the checked address (no DNS rebinding), no
-/// redirects, 5 s, 64 KiB.
-async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
-    let bad = |d: &'static str| reg_err(ErrorCode::InvalidClientMetadata, d);
-    let url = authz_core::registration::check_jwks_uri(uri)?;
+/// Fetch a document the client registered by URL (`jwks_uri`, `logo_uri`): https only,
+/// every resolved address public (loopback too in sandbox), the connection pinned to the
+/// checked address (no DNS rebinding), no redirects, 5 s, at most `max` bytes. Returns
+/// the body and the declared content type.
+async fn fetch_registered(
+    dcr: &Dcr,
+    url: url::Url,
+    max: usize,
+    what: &str,
+) -> Result<(Vec<u8>, Option<String>), ApiError> {
+    let bad = |d: &str| {
+        ApiError(OAuthError::new(
+            ErrorCode::InvalidClientMetadata,
+            format!("{what} {d}"),
+        ))
+    };
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let lookup_host = host
@@ -218,14 +231,14 @@ async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
         tokio::net::lookup_host((lookup_host.as_str(), port)),
     )
     .await
-    .map_err(|_| bad("jwks_uri host could not be resolved"))?
-    .map_err(|_| bad("jwks_uri host could not be resolved"))?
+    .map_err(|_| bad("host could not be resolved"))?
+    .map_err(|_| bad("host could not be resolved"))?
     .collect();
     let allowed = |ip: std::net::IpAddr| {
         is_public_address(ip) || (dcr.allow_loopback_jwks_uri && ip.is_loopback())
     };
     if addrs.is_empty() || !addrs.iter().all(|a| allowed(a.ip())) {
-        return Err(bad("jwks_uri must resolve to public addresses only"));
+        return Err(bad("must resolve to public addresses only"));
     }
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -238,27 +251,65 @@ async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
     }
     let http = b
         .build()
-        .map_err(|e| ApiError(OAuthError::server_error(format!("jwks_uri client: {e}"))))?;
+        .map_err(|e| ApiError(OAuthError::server_error(format!("{what} client: {e}"))))?;
     let mut resp = http
         .get(url)
         .send()
         .await
-        .map_err(|_| bad("jwks_uri could not be fetched"))?;
+        .map_err(|_| bad("could not be fetched"))?;
     if !resp.status().is_success() {
-        return Err(bad("jwks_uri did not answer 200"));
+        return Err(bad("did not answer 200"));
     }
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let mut buf = Vec::new();
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|_| bad("jwks_uri could not be fetched"))?
+        .map_err(|_| bad("could not be fetched"))?
     {
         buf.extend_from_slice(&chunk);
-        if buf.len() > MAX_JWKS_BYTES {
-            return Err(bad("jwks_uri document is too large"));
+        if buf.len() > max {
+            return Err(bad("document is too large"));
         }
     }
-    serde_json::from_slice(&buf).map_err(|_| bad("jwks_uri is not a JWKS document"))
+    Ok((buf, content_type))
+}
+
+async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
+    let url = authz_core::registration::check_jwks_uri(uri)?;
+    let (buf, _) = fetch_registered(dcr, url, MAX_JWKS_BYTES, "jwks_uri").await?;
+    serde_json::from_slice(&buf).map_err(|_| {
+        reg_err(
+            ErrorCode::InvalidClientMetadata,
+            "jwks_uri is not a JWKS document",
+        )
+    })
+}
+
+/// A logo checked and ready to store: content type and bytes.
+type CheckedLogo = (&'static str, Vec<u8>);
+
+/// `logo_uri` copied in once: decoded (data: URI) or fetched, then checked. The consent
+/// page serves our copy; the TPP's server is never contacted by a customer's browser.
+async fn fetch_logo(dcr: &Dcr, src: LogoSource) -> Result<CheckedLogo, ApiError> {
+    let (bytes, declared) = match src {
+        LogoSource::Inline {
+            bytes,
+            content_type,
+        } => (bytes, Some(content_type)),
+        LogoSource::Https(url) => fetch_registered(dcr, url, MAX_LOGO_BYTES, "logo_uri").await?,
+    };
+    let kind = check_logo(&bytes, declared.as_deref()).map_err(|e| {
+        ApiError(OAuthError::new(
+            ErrorCode::InvalidClientMetadata,
+            format!("logo_uri: {e}"),
+        ))
+    })?;
+    Ok((kind.content_type(), bytes))
 }
 
 /// Validation, keys and the certificate rule shared by POST and PUT.
@@ -268,10 +319,14 @@ async fn build_client(
     statement: &SoftwareStatement,
     client_id: &str,
     cert: &PeerCert,
-) -> Result<(Client, Option<String>), ApiError> {
-    let v: Validated = validate_request(body, statement, client_id, &supported())?;
+) -> Result<Built, ApiError> {
+    let mut v: Validated = validate_request(body, statement, client_id, &supported())?;
     let fetched = match &v.jwks_uri {
         Some(u) => Some(fetch_jwks(dcr, u).await?),
+        None => None,
+    };
+    let logo = match v.logo.take() {
+        Some(src) => Some(fetch_logo(dcr, src).await?),
         None => None,
     };
     let jwks_uri = v.jwks_uri.clone();
@@ -286,7 +341,18 @@ async fn build_client(
             "tls_client_auth_subject_dn must be the subject of the certificate presented on this request",
         ));
     }
-    Ok((client, jwks_uri))
+    Ok(Built {
+        client,
+        jwks_uri,
+        logo,
+    })
+}
+
+/// What POST and PUT store.
+struct Built {
+    client: Client,
+    jwks_uri: Option<String>,
+    logo: Option<CheckedLogo>,
 }
 
 /// RFC 7591 §3.2.1 / RFC 7592 §3: the client's metadata plus the registration's.
@@ -312,6 +378,18 @@ fn client_info(st: &AppState, client: &Client, reg: &RegistrationRecord, token: 
             "registration_client_uri".into(),
             json!(format!("{}/register/{}", st.mtls_base, client.client_id)),
         );
+        if reg
+            .metadata
+            .get("logo_sha256")
+            .is_some_and(Value::is_string)
+        {
+            // Our copy, the one the consent page shows (RFC 7591 §3.2.1 lets the server
+            // substitute values it provisions).
+            o.insert(
+                "logo_uri".into(),
+                json!(crate::logo::logo_path_abs(&st.issuer, &client.client_id)),
+            );
+        }
         o.insert("software_id".into(), json!(reg.software_id));
         o.insert("org_id".into(), json!(reg.org_id));
         if let Some(s) = reg.metadata.get("software_statement") {
@@ -358,16 +436,31 @@ async fn register(
         )
     })?;
     let client_id = format!("dcr-{}", crate::random_token(16));
-    let (client, jwks_uri) = build_client(dcr, &body, &statement, &client_id, &cert).await?;
+    let Built {
+        client,
+        jwks_uri,
+        logo,
+    } = build_client(dcr, &body, &statement, &client_id, &cert).await?;
     consume_statement(st, &statement).await?;
     let now = st.clock.now();
     let token = crate::random_token(32);
+    let mut metadata = reg_metadata(&jwt, &statement, jwks_uri.as_deref());
+    // The logo goes in first, under the fresh (unguessable, not yet used) client id: if
+    // the registration then fails it is removed; a left-over row names no client.
+    let saved_logo = match (&logo, st.store.logos()) {
+        (Some((ct, bytes)), Some(logos)) => {
+            let saved = logos.put_logo(&client_id, ct, bytes, now).await?;
+            metadata["logo_sha256"] = json!(saved.sha256);
+            Some(logos)
+        }
+        _ => None,
+    };
     let reg = RegistrationRecord {
         client_id: client_id.clone(),
         token_digest: crate::digest(&token),
         software_id: statement.software_id.clone(),
         org_id: statement.org_id.clone(),
-        metadata: reg_metadata(&jwt, &statement, jwks_uri.as_deref()),
+        metadata,
         created_at: now,
         updated_at: now,
     };
@@ -378,7 +471,12 @@ async fn register(
         created_at: now,
         updated_at: now,
     };
-    regs.insert_registration(&rec, &reg).await?;
+    if let Err(e) = regs.insert_registration(&rec, &reg).await {
+        if let Some(logos) = saved_logo {
+            let _ = logos.delete_logo(&client_id).await;
+        }
+        return Err(e.into());
+    }
     tracing::info!(client_id = %client_id, software_id = %reg.software_id, org_id = %reg.org_id, "client registered");
     Ok(json_no_store(
         StatusCode::CREATED,
@@ -529,7 +627,11 @@ async fn update(
             (jwt, s, false)
         }
     };
-    let (client, jwks_uri) = build_client(dcr, &body, &statement, client_id, &cert).await?;
+    let Built {
+        client,
+        jwks_uri,
+        logo,
+    } = build_client(dcr, &body, &statement, client_id, &cert).await?;
     if fresh {
         consume_statement(st, &statement).await?;
     }
@@ -537,9 +639,13 @@ async fn update(
     // Rotated on every update (RFC 7592 §2.2 allows it): a leaked token is good only
     // until the client's next update, and the old one stops working at once.
     let token = crate::random_token(32);
+    let mut metadata = reg_metadata(&jwt, &statement, jwks_uri.as_deref());
+    if let Some((_, bytes)) = &logo {
+        metadata["logo_sha256"] = json!(hex::encode(Sha256::digest(bytes)));
+    }
     let new_reg = RegistrationRecord {
         token_digest: crate::digest(&token),
-        metadata: reg_metadata(&jwt, &statement, jwks_uri.as_deref()),
+        metadata,
         updated_at: now,
         ..reg.clone()
     };
@@ -557,6 +663,17 @@ async fn update(
         return Err(ApiError(OAuthError::invalid_token(
             "the registration access token is not valid for this client",
         )));
+    }
+    // RFC 7592 §2.2: the update replaces the metadata, so a logo not sent is removed.
+    if let Some(logos) = st.store.logos() {
+        match &logo {
+            Some((ct, bytes)) => {
+                logos.put_logo(client_id, ct, bytes, now).await?;
+            }
+            None => {
+                logos.delete_logo(client_id).await?;
+            }
+        }
     }
     st.client_cache.remove(client_id);
     tracing::info!(client_id = %client_id, "client registration updated");
