@@ -14,8 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
-    CredentialID, Passkey, PasskeyAuthentication, PasskeyRegistration, Url, Uuid, Webauthn,
-    WebauthnBuilder,
+    CredentialID, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, Url,
+    Uuid, Webauthn, WebauthnBuilder,
 };
 
 /// Ephemeral namespaces of the ceremony states, keyed by the interaction id's digest.
@@ -111,6 +111,152 @@ pub async fn take_state<T: for<'de> Deserialize<'de>>(
         .await
         .map_err(crate::client_auth::store)?;
     Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
+}
+
+// --- the sign-in ceremony, shared by the authorization and the dashboard ------------
+
+/// The start of a passkey sign-in for the customer a username named.
+pub enum Begun {
+    /// Options for `navigator.credentials.get` (JSON) and the state to keep server-side.
+    Challenge {
+        options: String,
+        state: PasskeyAuthentication,
+        customer_id: String,
+        passkeys: usize,
+    },
+    /// Unknown username, or a customer without a (readable) passkey: callers answer both
+    /// the same way so usernames cannot be probed.
+    NoPasskey,
+}
+
+/// Start the authentication ceremony over the customer's stored passkeys (user
+/// verification required by webauthn-rs's passkey flow).
+pub async fn begin_sign_in(
+    st: &AppState,
+    customer: Option<&authz_store::CustomerRecord>,
+) -> OAuthResult<Begun> {
+    let Some(customer) = customer else {
+        return Ok(Begun::NoPasskey);
+    };
+    let records = st
+        .store
+        .list_passkeys(&customer.id)
+        .await
+        .map_err(crate::client_auth::store)?;
+    let keys: Vec<Passkey> = records
+        .iter()
+        .filter_map(|r| match serde_json::from_value::<Passkey>(r.credential.clone()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::error!(credential_id = %r.credential_id, error = %e, "stored passkey unreadable");
+                None
+            }
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(Begun::NoPasskey);
+    }
+    let rp = relying_party(st)?;
+    let (challenge, state) = rp
+        .start_passkey_authentication(&keys)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let options =
+        serde_json::to_string(&challenge).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    Ok(Begun::Challenge {
+        options,
+        state,
+        customer_id: customer.id.clone(),
+        passkeys: keys.len(),
+    })
+}
+
+/// A verified passkey sign-in.
+pub struct SignedIn {
+    pub credential_id: String,
+    pub counter: i64,
+    pub backup_state: bool,
+}
+
+/// Why the browser's answer was refused: a short word for the audit trail (the detail
+/// goes to the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    NoCredential,
+    MalformedCredential,
+    NotTheCustomers,
+    VerificationFailed,
+    UserNotVerified,
+    CounterNotIncreasing,
+}
+
+impl Refused {
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::NoCredential => "no_credential",
+            Self::MalformedCredential => "malformed_credential",
+            Self::NotTheCustomers => "not_the_customers",
+            Self::VerificationFailed => "verification_failed",
+            Self::UserNotVerified => "user_not_verified",
+            Self::CounterNotIncreasing => "counter_not_increasing",
+        }
+    }
+}
+
+/// Check the browser's assertion (`raw`, JSON) against the ceremony state taken for
+/// `customer_id`: the credential must be that customer's; webauthn-rs checks origin,
+/// rp_id hash, challenge, signature and user verification; the new counter and backup
+/// state are stored only if no other sign-in moved the counter past it (a cloned
+/// authenticator racing). `Err` is a server fault, `Ok(Err)` a refused answer.
+pub async fn finish_sign_in(
+    st: &AppState,
+    customer_id: &str,
+    raw: &str,
+    state: &PasskeyAuthentication,
+) -> OAuthResult<Result<SignedIn, Refused>> {
+    if raw.is_empty() {
+        return Ok(Err(Refused::NoCredential));
+    }
+    let Ok(answer) = serde_json::from_str::<PublicKeyCredential>(raw) else {
+        return Ok(Err(Refused::MalformedCredential));
+    };
+    let credential_id = credential_id_text(answer.get_credential_id());
+    let record = st
+        .store
+        .find_passkey(&credential_id)
+        .await
+        .map_err(crate::client_auth::store)?;
+    let Some(record) = record.filter(|r| r.customer_id == customer_id) else {
+        return Ok(Err(Refused::NotTheCustomers));
+    };
+    let mut key: Passkey = serde_json::from_value(record.credential.clone())
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let result = match relying_party(st)?.finish_passkey_authentication(&answer, state) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(customer_id, error = ?e, "passkey verification failed");
+            return Ok(Err(Refused::VerificationFailed));
+        }
+    };
+    if !result.user_verified() {
+        return Ok(Err(Refused::UserNotVerified));
+    }
+    key.update_credential(&result);
+    let updated =
+        serde_json::to_value(&key).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let counter = i64::from(result.counter());
+    let moved = st
+        .store
+        .record_passkey_use(&credential_id, &updated, counter, st.clock.now())
+        .await
+        .map_err(crate::client_auth::store)?;
+    if !moved {
+        return Ok(Err(Refused::CounterNotIncreasing));
+    }
+    Ok(Ok(SignedIn {
+        credential_id,
+        counter,
+        backup_state: result.backup_state(),
+    }))
 }
 
 /// A customer-given name, trimmed, control characters dropped, at most

@@ -21,7 +21,7 @@ use axum::response::Response;
 use consent_ui::security as sui;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, PublicKeyCredential};
+use webauthn_rs::prelude::PasskeyAuthentication;
 
 const NS: &str = "pk_dash";
 const START: &str = "/account/login/passkey";
@@ -159,18 +159,17 @@ pub async fn post_signin(
         }
         Err(e) => return server_error(&e),
     }
-    let records = match &customer {
-        Some(c) => match st.store.list_passkeys(&c.id).await {
-            Ok(r) => r,
-            Err(e) => return server_error(&store(e)),
-        },
-        None => vec![],
+    let begun = match pk::begin_sign_in(&st, customer.as_ref()).await {
+        Ok(b) => b,
+        Err(e) => return server_error(&e),
     };
-    let keys: Vec<Passkey> = records
-        .iter()
-        .filter_map(|r| serde_json::from_value::<Passkey>(r.credential.clone()).ok())
-        .collect();
-    let Some(customer) = customer.filter(|_| !keys.is_empty()) else {
+    let pk::Begun::Challenge {
+        options,
+        state,
+        customer_id,
+        ..
+    } = begun
+    else {
         if let Err(e) = signin::audit(
             &st,
             DASH,
@@ -195,21 +194,9 @@ pub async fn post_signin(
         })
         .await;
     };
-    let rp = match pk::relying_party(&st) {
-        Ok(rp) => rp,
-        Err(e) => return server_error(&e),
-    };
-    let (challenge, state) = match rp.start_passkey_authentication(&keys) {
-        Ok(x) => x,
-        Err(e) => return server_error(&OAuthError::server_error(e.to_string())),
-    };
-    let options = match serde_json::to_string(&challenge) {
-        Ok(o) => o,
-        Err(e) => return server_error(&OAuthError::server_error(e.to_string())),
-    };
     let saved = DashAuthState {
         session: crate::digest(&s.id),
-        customer_id: customer.id.clone(),
+        customer_id,
         state,
     };
     if let Err(e) = pk::put_state(&st, NS, &s.id, s.expires_at, &saved).await {
@@ -283,75 +270,12 @@ pub async fn post_finish(
         }
         Err(e) => return server_error(&e),
     }
-    let answer: PublicKeyCredential = match serde_json::from_str(field(&pairs, "credential")) {
-        Ok(a) => a,
-        Err(_) => {
-            return failed(
-                &st,
-                s,
-                &customer.username,
-                Some(&cid),
-                "malformed_credential",
-            )
-            .await;
+    match pk::finish_sign_in(&st, &cid, field(&pairs, "credential"), &saved.state).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(why)) => {
+            return failed(&st, s, &customer.username, Some(&cid), why.word()).await;
         }
-    };
-    let credential_id = pk::credential_id_text(answer.get_credential_id());
-    let record = match st.store.find_passkey(&credential_id).await {
-        Ok(r) => r,
-        Err(e) => return server_error(&store(e)),
-    };
-    let Some(record) = record.filter(|r| r.customer_id == cid) else {
-        return failed(&st, s, &customer.username, Some(&cid), "not_the_customers").await;
-    };
-    let mut key: Passkey = match serde_json::from_value(record.credential.clone()) {
-        Ok(k) => k,
-        Err(e) => return server_error(&OAuthError::server_error(e.to_string())),
-    };
-    let rp = match pk::relying_party(&st) {
-        Ok(rp) => rp,
         Err(e) => return server_error(&e),
-    };
-    let result = match rp.finish_passkey_authentication(&answer, &saved.state) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = ?e, "passkey verification failed");
-            return failed(
-                &st,
-                s,
-                &customer.username,
-                Some(&cid),
-                "verification_failed",
-            )
-            .await;
-        }
-    };
-    if !result.user_verified() {
-        return failed(&st, s, &customer.username, Some(&cid), "user_not_verified").await;
-    }
-    key.update_credential(&result);
-    let updated = match serde_json::to_value(&key) {
-        Ok(v) => v,
-        Err(e) => return server_error(&OAuthError::server_error(e.to_string())),
-    };
-    let now = st.clock.now();
-    match st
-        .store
-        .record_passkey_use(&credential_id, &updated, i64::from(result.counter()), now)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return failed(
-                &st,
-                s,
-                &customer.username,
-                Some(&cid),
-                "counter_not_increasing",
-            )
-            .await;
-        }
-        Err(e) => return server_error(&store(e)),
     }
     if let Err(e) = signin::audit(
         &st,

@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use consent_ui::passkey as ui;
 use std::sync::Arc;
-use webauthn_rs::prelude::{Passkey, PublicKeyCredential, RegisterPublicKeyCredential};
+use webauthn_rs::prelude::{Passkey, RegisterPublicKeyCredential};
 
 /// A page that runs `/assets/passkey.js`: the usual CSP plus `script-src 'self'`.
 fn script_page(status: StatusCode, html: Result<String, consent_ui::RenderError>) -> Response {
@@ -155,25 +155,18 @@ pub async fn post_signin(
         }
         Err(e) => return server_error_page(&e),
     }
-    let records = match &customer {
-        Some(c) => match st.store.list_passkeys(&c.id).await {
-            Ok(r) => r,
-            Err(e) => return server_error_page(&store(e)),
-        },
-        None => vec![],
-    };
-    let keys: Vec<Passkey> = records
-        .iter()
-        .filter_map(|r| match serde_json::from_value::<Passkey>(r.credential.clone()) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                tracing::error!(credential_id = %r.credential_id, error = %e, "stored passkey unreadable");
-                None
-            }
-        })
-        .collect();
     let known_id = customer.as_ref().map(|c| c.id.clone());
-    let Some(customer) = customer.filter(|_| !keys.is_empty()) else {
+    let begun = match pk::begin_sign_in(&st, customer.as_ref()).await {
+        Ok(b) => b,
+        Err(e) => return server_error_page(&e),
+    };
+    let pk::Begun::Challenge {
+        options,
+        state,
+        customer_id,
+        passkeys,
+    } = begun
+    else {
         // Unknown username or no passkey: the same answer, and it counts as a failed
         // attempt, so probing usernames here is as limited as on the password form.
         tracing::info!(
@@ -208,21 +201,9 @@ pub async fn post_signin(
         })
         .await;
     };
-    let rp = match pk::relying_party(&st) {
-        Ok(rp) => rp,
-        Err(e) => return server_error_page(&e),
-    };
-    let (challenge, state) = match rp.start_passkey_authentication(&keys) {
-        Ok(x) => x,
-        Err(e) => return server_error_page(&OAuthError::server_error(e.to_string())),
-    };
-    let options = match serde_json::to_string(&challenge) {
-        Ok(o) => o,
-        Err(e) => return server_error_page(&OAuthError::server_error(e.to_string())),
-    };
     let saved = AuthState {
         interaction_id: ix.id.clone(),
-        customer_id: customer.id.clone(),
+        customer_id: customer_id.clone(),
         state,
     };
     if let Err(e) = pk::put_state(&st, pk::NS_AUTH, &ix.id, ix.expires_at, &saved).await {
@@ -230,8 +211,8 @@ pub async fn post_signin(
     }
     tracing::info!(
         client_id = %client.client_id,
-        customer_id = %customer.id,
-        passkeys = keys.len(),
+        customer_id = %customer_id,
+        passkeys,
         "passkey sign-in started"
     );
     signin_page(&ix, &client, &username, None, Some(options), StatusCode::OK)
@@ -356,85 +337,13 @@ pub async fn post_signin_finish(
         }
         Err(e) => return server_error_page(&e),
     }
-    let raw = field(&pairs, "credential");
-    if raw.is_empty() {
-        return signin_failed(
-            &st,
-            ix,
-            &client,
-            Some(&cid),
-            "no credential (JavaScript off?)",
-        )
-        .await;
-    }
-    let answer: PublicKeyCredential = match serde_json::from_str(raw) {
-        Ok(a) => a,
-        Err(_) => {
-            return signin_failed(&st, ix, &client, Some(&cid), "malformed credential").await;
-        }
-    };
-    let credential_id = pk::credential_id_text(answer.get_credential_id());
-    let record = match st.store.find_passkey(&credential_id).await {
-        Ok(r) => r,
-        Err(e) => return server_error_page(&store(e)),
-    };
-    let Some(record) = record.filter(|r| r.customer_id == cid) else {
-        return signin_failed(
-            &st,
-            ix,
-            &client,
-            Some(&cid),
-            "credential not the customer's",
-        )
-        .await;
-    };
-    let mut key: Passkey = match serde_json::from_value(record.credential.clone()) {
-        Ok(k) => k,
-        Err(e) => return server_error_page(&OAuthError::server_error(e.to_string())),
-    };
-    let rp = match pk::relying_party(&st) {
-        Ok(rp) => rp,
+    let done = match pk::finish_sign_in(&st, &cid, field(&pairs, "credential"), &saved.state).await
+    {
+        Ok(Ok(d)) => d,
+        Ok(Err(why)) => return signin_failed(&st, ix, &client, Some(&cid), why.word()).await,
         Err(e) => return server_error_page(&e),
     };
-    // Checks origin, rp_id hash, challenge, signature, user verification (required) and
-    // the signature counter (a counter that does not increase is refused).
-    let result = match rp.finish_passkey_authentication(&answer, &saved.state) {
-        Ok(r) => r,
-        Err(e) => {
-            let reason = format!("verification failed: {e:?}");
-            return signin_failed(&st, ix, &client, Some(&cid), &reason).await;
-        }
-    };
-    if !result.user_verified() {
-        return signin_failed(&st, ix, &client, Some(&cid), "user not verified").await;
-    }
-    // Counter and backup state into the stored credential; the store refuses a counter
-    // that another sign-in already moved past (a cloned authenticator racing).
-    key.update_credential(&result);
-    let updated = match serde_json::to_value(&key) {
-        Ok(v) => v,
-        Err(e) => return server_error_page(&OAuthError::server_error(e.to_string())),
-    };
     let now = st.clock.now();
-    let counter = i64::from(result.counter());
-    match st
-        .store
-        .record_passkey_use(&credential_id, &updated, counter, now)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return signin_failed(
-                &st,
-                ix,
-                &client,
-                Some(&cid),
-                "signature counter not increasing",
-            )
-            .await;
-        }
-        Err(e) => return server_error_page(&store(e)),
-    }
     if !ix.passkey_verified(now, cid.clone()) {
         return redirect_303(where_next(&ix));
     }
@@ -457,9 +366,9 @@ pub async fn post_signin_finish(
     tracing::info!(
         client_id = %client.client_id,
         customer_id = %cid,
-        credential_id = %credential_id,
-        counter,
-        backup_state = result.backup_state(),
+        credential_id = %done.credential_id,
+        counter = done.counter,
+        backup_state = done.backup_state,
         "passkey sign-in succeeded"
     );
     redirect_303("/consent")
