@@ -175,6 +175,57 @@ impl SecondFactor {
     }
 }
 
+/// The outcome of a second-factor attempt (see [`second_factor_step`]).
+pub enum SecondStep {
+    /// The username is locked until this time; nothing was checked.
+    Locked(i64),
+    /// The code was wrong (audited); the caller counts the failure with its own
+    /// attempt bookkeeping.
+    Refused,
+    /// Accepted (audited, the username's failures cleared).
+    Accepted(SecondFactor),
+}
+
+/// A second-factor attempt after the password, the same for the authorization and the
+/// dashboard: refused while the username is locked, the code checked once, every outcome
+/// in the audit trail, and success clearing the username's failures.
+pub async fn second_factor_step(
+    st: &AppState,
+    channel: Channel,
+    client_id: Option<&str>,
+    customer: &CustomerRecord,
+    input: &str,
+) -> Result<SecondStep, OAuthError> {
+    let cid = Some(customer.id.as_str());
+    if let Some(until) = locked_until(st, &customer.username).await? {
+        audit(st, channel, client_id, cid, "totp", "locked", "backoff").await?;
+        return Ok(SecondStep::Locked(until));
+    }
+    let factor = match verify_second_factor(st, customer, input).await? {
+        Ok(f) => f,
+        Err(method) => {
+            audit(st, channel, client_id, cid, method, "failure", "bad_code").await?;
+            return Ok(SecondStep::Refused);
+        }
+    };
+    let reason = match factor {
+        SecondFactor::Totp => "second_factor",
+        SecondFactor::Recovery => "recovery_code_used",
+    };
+    audit(
+        st,
+        channel,
+        client_id,
+        cid,
+        factor.method(),
+        "success",
+        reason,
+    )
+    .await?;
+    clear_failures(st, &customer.username).await?;
+    Ok(SecondStep::Accepted(factor))
+}
+
 /// Check what the customer typed as second factor: six digits are a TOTP code (its
 /// time-step accepted once), a recovery-code shape is a recovery code (spent once).
 /// `Ok(Err(method))` names the method that failed.

@@ -574,22 +574,10 @@ pub async fn post_otp(
         Err(e) => return server_error_page(&store(e)),
     };
     let client_id = Some(ix.request.client_id.as_str());
-    match signin::locked_until(&st, &customer.username).await {
-        Ok(None) => {}
-        Ok(Some(until)) => {
-            if let Err(e) = signin::audit(
-                &st,
-                IX,
-                client_id,
-                Some(&customer.id),
-                "totp",
-                "locked",
-                "backoff",
-            )
-            .await
-            {
-                return server_error_page(&e);
-            }
+    let step = signin::second_factor_step(&st, IX, client_id, &customer, &form.otp).await;
+    let factor = match step {
+        Ok(signin::SecondStep::Accepted(f)) => f,
+        Ok(signin::SecondStep::Locked(until)) => {
             let msg = format!(
                 "Too many failed attempts. {}",
                 signin::wait_text(until, st.clock.now())
@@ -597,29 +585,7 @@ pub async fn post_otp(
             let page = otp_page(&ix, &client, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
             return signin::with_retry_after(page, Some(until), st.clock.now());
         }
-        Err(e) => return server_error_page(&e),
-    }
-    let now = st.clock.now();
-    let factor = match signin::verify_second_factor(&st, &customer, &form.otp).await {
-        Ok(f) => f,
-        Err(e) => return server_error_page(&e),
-    };
-    let factor = match factor {
-        Ok(f) => f,
-        Err(method) => {
-            if let Err(e) = signin::audit(
-                &st,
-                IX,
-                client_id,
-                Some(&customer.id),
-                method,
-                "failure",
-                "bad_code",
-            )
-            .await
-            {
-                return server_error_page(&e);
-            }
+        Ok(signin::SecondStep::Refused) => {
             if let Err(e) = signin::count_failure(&st, &customer.username).await {
                 return server_error_page(&e);
             }
@@ -633,27 +599,9 @@ pub async fn post_otp(
             })
             .await;
         }
+        Err(e) => return server_error_page(&e),
     };
-    let reason = match factor {
-        signin::SecondFactor::Totp => "second_factor",
-        signin::SecondFactor::Recovery => "recovery_code_used",
-    };
-    if let Err(e) = signin::audit(
-        &st,
-        IX,
-        client_id,
-        Some(&customer.id),
-        factor.method(),
-        "success",
-        reason,
-    )
-    .await
-    {
-        return server_error_page(&e);
-    }
-    if let Err(e) = signin::clear_failures(&st, &customer.username).await {
-        return server_error_page(&e);
-    }
+    let now = st.clock.now();
     ix.second_factor_verified(now, factor.amr());
     match save(&st, &ix).await {
         Ok(()) => redirect_303("/consent"),

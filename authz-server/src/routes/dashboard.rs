@@ -558,47 +558,14 @@ pub async fn post_otp(
         Ok(None) => return server_error(&OAuthError::server_error("customer vanished")),
         Err(e) => return server_error(&store(e)),
     };
-    match signin::locked_until(&st, &customer.username).await {
-        Ok(None) => {}
-        Ok(Some(until)) => {
-            if let Err(e) = signin::audit(
-                &st,
-                DASH,
-                None,
-                Some(&customer.id),
-                "totp",
-                "locked",
-                "backoff",
-            )
-            .await
-            {
-                return server_error(&e);
-            }
+    let step = signin::second_factor_step(&st, DASH, None, &customer, &form.otp).await;
+    let factor = match step {
+        Ok(signin::SecondStep::Accepted(f)) => f,
+        Ok(signin::SecondStep::Locked(until)) => {
             drop_session(&st, &s).await;
             return locked_page(Some(until), st.clock.now());
         }
-        Err(e) => return server_error(&e),
-    }
-    let factor = match signin::verify_second_factor(&st, &customer, &form.otp).await {
-        Ok(f) => f,
-        Err(e) => return server_error(&e),
-    };
-    let factor = match factor {
-        Ok(f) => f,
-        Err(method) => {
-            if let Err(e) = signin::audit(
-                &st,
-                DASH,
-                None,
-                Some(&customer.id),
-                method,
-                "failure",
-                "bad_code",
-            )
-            .await
-            {
-                return server_error(&e);
-            }
+        Ok(signin::SecondStep::Refused) => {
             return failed_attempt(&st, s, &customer.username, |s| {
                 otp_page(
                     s,
@@ -608,27 +575,8 @@ pub async fn post_otp(
             })
             .await;
         }
+        Err(e) => return server_error(&e),
     };
-    let reason = match factor {
-        signin::SecondFactor::Totp => "second_factor",
-        signin::SecondFactor::Recovery => "recovery_code_used",
-    };
-    if let Err(e) = signin::audit(
-        &st,
-        DASH,
-        None,
-        Some(&customer.id),
-        factor.method(),
-        "success",
-        reason,
-    )
-    .await
-    {
-        return server_error(&e);
-    }
-    if let Err(e) = signin::clear_failures(&st, &customer.username).await {
-        return server_error(&e);
-    }
     let amr = vec!["pwd".to_owned(), factor.amr().to_owned(), "mfa".to_owned()];
     start_session(&st, &s, customer.id.clone(), amr).await
 }
