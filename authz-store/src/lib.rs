@@ -15,6 +15,7 @@ mod redis_store;
 mod sql;
 mod sql_auth;
 mod sql_events;
+mod sql_file_payments;
 mod sql_payments;
 mod sql_registration;
 #[cfg(any(test, feature = "testsuite"))]
@@ -38,6 +39,9 @@ pub use sql_events::{
 pub use sql_payments::{
     Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
+};
+pub use sql_file_payments::{
+    FileExecuted, FileExecution, FileItem, FilePaymentRecord, FilePaymentStore, StoredFile, Uploaded,
 };
 pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
 
@@ -202,6 +206,11 @@ pub trait DurableStore: Send + Sync {
 
     /// The payment ledger kept in this store (issue 7), if it keeps one.
     fn payments(&self) -> Option<&dyn PaymentStore> {
+        None
+    }
+
+    /// The file (bulk) payments kept in this store (issue 7, ADR 0016), if it keeps them.
+    fn file_payments(&self) -> Option<&dyn FilePaymentStore> {
         None
     }
 
