@@ -12,6 +12,7 @@ pub mod issue;
 pub mod keys;
 pub mod metrics;
 pub mod ob;
+pub mod ob_file_payments;
 pub mod ob_payments;
 pub mod passkey;
 pub mod password;

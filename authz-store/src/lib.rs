@@ -36,12 +36,13 @@ pub use sql_events::{
     EVENT_CONSENT_REVOKED, EVENT_LINKED_ACCOUNT_UPDATE, EVENT_RESOURCE_UPDATE, EVENT_TYPES,
     EventRecord, EventStore, EventSubscription, NewEvent, enqueue_event,
 };
+pub use sql_file_payments::{
+    FileExecuted, FileExecution, FileItem, FilePaymentRecord, FilePaymentStore, StoredFile,
+    Uploaded,
+};
 pub use sql_payments::{
     Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
-};
-pub use sql_file_payments::{
-    FileExecuted, FileExecution, FileItem, FilePaymentRecord, FilePaymentStore, StoredFile, Uploaded,
 };
 pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
 

@@ -148,7 +148,11 @@ fn file_payment_link(id: &str) -> String {
 /// Called by the clearing for every payment it moves: when the payment is an item of a
 /// file payment, the TPP gets a `resource-update` of the file payment (whose aggregated
 /// status changed) instead of one for the item. Returns whether it was an item.
-pub(crate) async fn item_changed(tx: &mut Tx<'_>, p: &PaymentRecord, now: i64) -> StoreResult<bool> {
+pub(crate) async fn item_changed(
+    tx: &mut Tx<'_>,
+    p: &PaymentRecord,
+    now: i64,
+) -> StoreResult<bool> {
     let row = sqlx::query(
         "SELECT i.file_payment_id, f.consent_id FROM file_payment_items i \
          JOIN file_payments f ON f.id = i.file_payment_id WHERE i.payment_id = $1",
@@ -204,7 +208,9 @@ impl FilePaymentStore for SqlStore {
         k: &IdempotencyRecord,
     ) -> StoreResult<Uploaded> {
         if a.consent_id != f.consent_id || k.resource_id != f.consent_id {
-            return Err(StoreError::Conflict("audit / key for another consent".into()));
+            return Err(StoreError::Conflict(
+                "audit / key for another consent".into(),
+            ));
         }
         let mut tx = self.pool().begin().await.map_err(db_err)?;
         if !claim_key(&mut tx, k).await? {

@@ -545,14 +545,7 @@ pub(crate) async fn apply_leg(
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
-    log_status(
-        tx,
-        &out.id,
-        now,
-        &out.status,
-        out.status_reason.as_deref(),
-    )
-    .await?;
+    log_status(tx, &out.id, now, &out.status, out.status_reason.as_deref()).await?;
     out.updated_at = now;
     Ok(out)
 }

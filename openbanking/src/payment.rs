@@ -239,7 +239,10 @@ impl PaymentConsentDetails {
 
 // ---- parsing ---------------------------------------------------------------------------
 
-pub(crate) fn object<'a>(v: Option<&'a Value>, path: &str) -> Result<&'a Map<String, Value>, PaymentError> {
+pub(crate) fn object<'a>(
+    v: Option<&'a Value>,
+    path: &str,
+) -> Result<&'a Map<String, Value>, PaymentError> {
     match v {
         None | Some(Value::Null) => Err(perr(codes::FIELD_MISSING, path, "required")),
         Some(Value::Object(o)) => Ok(o),
@@ -247,7 +250,11 @@ pub(crate) fn object<'a>(v: Option<&'a Value>, path: &str) -> Result<&'a Map<Str
     }
 }
 
-pub(crate) fn only(o: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Result<(), PaymentError> {
+pub(crate) fn only(
+    o: &Map<String, Value>,
+    allowed: &[&str],
+    prefix: &str,
+) -> Result<(), PaymentError> {
     match o.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(perr(
             codes::FIELD_UNEXPECTED,
@@ -310,7 +317,11 @@ pub const ACCOUNT_SCHEMES: &[&str] = &[
     "KE.MPESA.MSISDN",
 ];
 
-pub(crate) fn account(v: Option<&Value>, path: &str, name_required: bool) -> Result<AccountRef, PaymentError> {
+pub(crate) fn account(
+    v: Option<&Value>,
+    path: &str,
+    name_required: bool,
+) -> Result<AccountRef, PaymentError> {
     let o = object(v, path)?;
     let p = format!("{path}.");
     only(

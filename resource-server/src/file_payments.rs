@@ -902,10 +902,7 @@ pub fn routes() -> Vec<(String, axum::routing::MethodRouter<AppState>)> {
             post(upload_file).get(get_file),
         ),
         (p("/file-payments"), post(create_file_payment)),
-        (
-            p("/file-payments/{FilePaymentId}"),
-            get(get_file_payment),
-        ),
+        (p("/file-payments/{FilePaymentId}"), get(get_file_payment)),
         (
             p("/file-payments/{FilePaymentId}/payment-details"),
             get(get_file_payment_details),
