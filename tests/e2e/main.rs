@@ -10,6 +10,7 @@ mod dashboard;
 mod dashboard_payments;
 mod dpop;
 mod events;
+mod file_payments;
 mod flow;
 mod message_signing;
 mod metrics;
