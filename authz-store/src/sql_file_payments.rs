@@ -137,7 +137,7 @@ async fn event(
         txn: txn.to_owned(),
         toe: now,
     };
-    crate::enqueue_event(&mut **tx, &e, crate::sql_events::due_ms(now)).await?;
+    crate::enqueue_event(tx, &e, crate::sql_events::due_ms(now)).await?;
     Ok(())
 }
 
