@@ -270,6 +270,9 @@ async fn json_file_payment_end_to_end_with_per_item_outcomes() {
     let sum = 10_00 + (available + 1_00) + 20_50 + 5_00;
     let file = json_file(&items);
     let body = consent_body(&file, JSON_TYPE, 4, &major(sum), None);
+    // The TPP polls for its events (aggregated polling).
+    let sub = crate::events::subscribe(&p, tpp, None).await;
+    assert_eq!(sub.status, 201, "{:?}", sub.body);
     let id = create(&p, tpp, &body).await;
     let cc = cc_token(tpp, "payments").await;
 
@@ -480,6 +483,51 @@ async fn json_file_payment_end_to_end_with_per_item_outcomes() {
     assert_eq!(rep.body["Data"]["AcceptedSum"], major(paid).as_str());
     assert_eq!(balance(&p, &from.id).await, a0 - paid);
     ledger_balanced(&p).await;
+
+    // Events, written in the payments' transactions: the consent consumed, the file
+    // payment created and changed again by the clearing; none about items as domestic
+    // payments.
+    let polled = crate::events::call(
+        tpp,
+        Method::POST,
+        &crate::events::rs(&p, "/open-banking/v4.0/events"),
+        Some(&json!({"maxEvents": 100})),
+    )
+    .await;
+    assert_eq!(polled.status, 200, "{:?}", polled.body);
+    let about: Vec<(String, String)> = polled.body["sets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|set| {
+            let c = wekeza_tests::jwt_claims(set.as_str().unwrap());
+            let s = &c["events"][authz_store::EVENT_RESOURCE_UPDATE]["subject"];
+            (
+                s["http://openbanking.org.uk/rty"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                s["http://openbanking.org.uk/rid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let count = |rty: &str, rid: &str| about.iter().filter(|(t, r)| t == rty && r == rid).count();
+    assert_eq!(
+        count("file-payment", &fid),
+        2,
+        "created, then cleared: {about:?}"
+    );
+    assert!(
+        count("file-payment-consent", &id) >= 2,
+        "authorised, consumed: {about:?}"
+    );
+    assert!(
+        !about.iter().any(|(t, _)| t == "domestic-payment"),
+        "{about:?}"
+    );
 
     // Another TPP sees none of it; an item is not a domestic payment.
     let cc2 = cc_token(&p.pkjwt, "payments").await;
