@@ -861,67 +861,92 @@ async fn file_payments_need_the_token_of_that_authorised_consent() {
     p.finish().await;
 }
 
+/// How the keys of one round of concurrent submissions are chosen.
+#[derive(Clone, Copy, Debug)]
+enum Keys {
+    /// Every submission with the same key: all answer the one file payment (201).
+    Same,
+    /// Every submission with its own key: one executes, the others find the consent COND.
+    Distinct,
+    /// Half with one shared key, half with their own.
+    Mixed,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_submissions_execute_the_file_once() {
     let p = TestPlatform::spawn().await;
     let tpp = &p.mtls;
     let alice = accounts_of(&p, "alice");
     let bob = accounts_of(&p, "bob");
+    let cc = cc_token(tpp, "payments").await;
     let items: Vec<Value> = (0..5)
         .map(|i| item(&format!("C-{i}"), "3.00", &bob[0].number, "Bob"))
         .collect();
     let file = json_file(&items);
     let body = consent_body(&file, JSON_TYPE, 5, "15", Some(&alice[0].number));
-    let id = create(&p, tpp, &body).await;
-    let cc = cc_token(tpp, "payments").await;
-    assert_eq!(
-        upload(&p, tpp, &cc, &id, "application/json", &file, &key())
-            .await
-            .0,
-        200
-    );
-    let at = approve(&p, tpp, &id, None).await;
-    let (a0, b0) = (
-        balance(&p, &alice[0].id).await,
-        balance(&p, &bob[0].id).await,
-    );
-    let pay = payment_body(&id, &body);
-    let shared = key();
     const N: usize = 8;
-    let calls = (0..2 * N).map(|i| {
-        // Half share one key, half bring their own.
-        let k = if i % 2 == 0 { shared.clone() } else { key() };
-        let (p, pay, at) = (&p, &pay, &at);
-        async move { execute(p, tpp, at, pay, &k).await }
-    });
-    let replies = futures::future::join_all(calls).await;
-    let mut ids = std::collections::BTreeSet::new();
-    for r in &replies {
-        match r.status.as_u16() {
-            201 => {
-                ids.insert(r.body["Data"]["FilePaymentId"].as_str().unwrap().to_owned());
+    for keys in [Keys::Same, Keys::Distinct, Keys::Mixed] {
+        let id = create(&p, tpp, &body).await;
+        let (s, _) = upload(&p, tpp, &cc, &id, "application/json", &file, &key()).await;
+        assert_eq!(s, 200);
+        let at = approve(&p, tpp, &id, None).await;
+        let (a0, b0) = (
+            balance(&p, &alice[0].id).await,
+            balance(&p, &bob[0].id).await,
+        );
+        let pay = payment_body(&id, &body);
+        let shared = key();
+        let calls = (0..N).map(|i| {
+            let k = match keys {
+                Keys::Same => shared.clone(),
+                Keys::Distinct => key(),
+                Keys::Mixed if i % 2 == 0 => shared.clone(),
+                Keys::Mixed => key(),
+            };
+            let (p, pay, at) = (&p, &pay, &at);
+            async move { execute(p, tpp, at, pay, &k).await }
+        });
+        let replies = futures::future::join_all(calls).await;
+        let mut ids = std::collections::BTreeSet::new();
+        let mut created = 0;
+        for r in &replies {
+            match r.status.as_u16() {
+                201 => {
+                    created += 1;
+                    ids.insert(r.body["Data"]["FilePaymentId"].as_str().unwrap().to_owned());
+                }
+                400 => assert_eq!(
+                    code(r),
+                    "UK.OBIE.Resource.InvalidConsentStatus",
+                    "{keys:?}: {:?}",
+                    r.body
+                ),
+                s => panic!("{keys:?}: unexpected {s}: {:?}", r.body),
             }
-            400 => assert_eq!(
-                code(r),
-                "UK.OBIE.Resource.InvalidConsentStatus",
-                "{:?}",
-                r.body
-            ),
-            s => panic!("unexpected {s}: {:?}", r.body),
         }
+        assert_eq!(ids.len(), 1, "{keys:?}: one file payment: {ids:?}");
+        match keys {
+            Keys::Same => assert_eq!(created, N, "every replay answers 201"),
+            Keys::Distinct => assert_eq!(created, 1, "one execution, the rest refused"),
+            Keys::Mixed => assert!(created >= 1),
+        }
+        assert_eq!(
+            balance(&p, &alice[0].id).await,
+            a0 - 15_00,
+            "{keys:?}: paid once"
+        );
+        assert_eq!(balance(&p, &bob[0].id).await, b0 + 15_00);
+        let fid = ids.into_iter().next().unwrap();
+        let d = get(
+            &p,
+            tpp,
+            &cc,
+            &format!("/file-payments/{fid}/payment-details"),
+        )
+        .await;
+        assert_eq!(d.body["Data"]["PaymentStatus"].as_array().unwrap().len(), 5);
+        assert_eq!(consent_status(&p, tpp, &cc, &id).await, "COND");
     }
-    assert_eq!(ids.len(), 1, "one file payment: {ids:?}");
-    assert_eq!(balance(&p, &alice[0].id).await, a0 - 15_00, "paid once");
-    assert_eq!(balance(&p, &bob[0].id).await, b0 + 15_00);
-    let fid = ids.into_iter().next().unwrap();
-    let d = get(
-        &p,
-        tpp,
-        &cc,
-        &format!("/file-payments/{fid}/payment-details"),
-    )
-    .await;
-    assert_eq!(d.body["Data"]["PaymentStatus"].as_array().unwrap().len(), 5);
     ledger_balanced(&p).await;
     p.finish().await;
 }
