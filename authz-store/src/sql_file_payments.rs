@@ -11,7 +11,9 @@
 //! external item like any payment. Either the whole execution is committed or none of it.
 
 use crate::sql::{col, db_err};
-use crate::sql_payments::{Tx, apply_leg, audit, claim_key, json_text};
+use crate::sql_payments::{
+    PAYMENT_COLUMNS, Tx, apply_leg, audit, claim_key, json_text, payment_from_row,
+};
 use crate::{
     AuditEntry, IdempotencyRecord, NewEvent, PaymentRecord, SqlStore, StoreError, StoreResult,
 };
@@ -397,20 +399,22 @@ impl FilePaymentStore for SqlStore {
     }
 
     async fn file_payment_items(&self, id: &str) -> StoreResult<Vec<PaymentRecord>> {
-        let ids = sqlx::query_scalar::<_, String>(
-            "SELECT payment_id FROM file_payment_items WHERE file_payment_id = $1 ORDER BY seq",
-        )
+        // One query for the whole file: the item rows joined to their payments.
+        let cols = PAYMENT_COLUMNS
+            .split(',')
+            .map(|c| format!("p.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {cols} FROM file_payment_items i JOIN payments p ON p.id = i.payment_id \
+             WHERE i.file_payment_id = $1 ORDER BY i.seq"
+        )))
         .bind(id.to_owned())
         .fetch_all(self.pool())
         .await
-        .map_err(db_err)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for pid in ids {
-            let p = crate::PaymentStore::find_payment(self, &pid)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("file item {pid} has no payment")))?;
-            out.push(p);
-        }
-        Ok(out)
+        .map_err(db_err)?
+        .iter()
+        .map(payment_from_row)
+        .collect()
     }
 }

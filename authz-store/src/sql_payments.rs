@@ -223,11 +223,11 @@ fn account_from_row(r: &AnyRow) -> StoreResult<LedgerAccount> {
     })
 }
 
-const PAYMENT_COLUMNS: &str = "id, consent_id, client_id, customer_id, debtor_account_id, \
+pub(crate) const PAYMENT_COLUMNS: &str = "id, consent_id, client_id, customer_id, debtor_account_id, \
      creditor_account_id, external, amount, currency, status, status_reason, details, \
      clearing_outcome, next_action_at, created_at, updated_at";
 
-fn payment_from_row(r: &AnyRow) -> StoreResult<PaymentRecord> {
+pub(crate) fn payment_from_row(r: &AnyRow) -> StoreResult<PaymentRecord> {
     let details: String = col(r, "details")?;
     Ok(PaymentRecord {
         id: col(r, "id")?,
