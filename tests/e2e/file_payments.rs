@@ -950,3 +950,39 @@ async fn concurrent_submissions_execute_the_file_once() {
     ledger_balanced(&p).await;
     p.finish().await;
 }
+
+/// Measurement, not a check (run with `--ignored --nocapture`): how long the execution of
+/// a file of the largest allowed size (500 payments to accounts of this bank) takes, end to
+/// end over mTLS. Prints the figure; asserts only the outcome.
+#[tokio::test]
+#[ignore]
+async fn measure_execution_of_a_500_payment_file() {
+    let p = TestPlatform::spawn().await;
+    let tpp = &p.mtls;
+    let alice = accounts_of(&p, "alice");
+    let bob = accounts_of(&p, "bob");
+    let items: Vec<Value> = (0..500)
+        .map(|i| item(&format!("M-{i}"), "0.10", &bob[0].number, "Bob"))
+        .collect();
+    let file = json_file(&items);
+    let body = consent_body(&file, JSON_TYPE, 500, "50.00", Some(&alice[0].number));
+    let id = create(&p, tpp, &body).await;
+    let cc = cc_token(tpp, "payments").await;
+    let started = std::time::Instant::now();
+    let (s, _) = upload(&p, tpp, &cc, &id, "application/json", &file, &key()).await;
+    let upload_ms = started.elapsed().as_millis();
+    assert_eq!(s, 200);
+    let at = approve(&p, tpp, &id, None).await;
+    let a0 = balance(&p, &alice[0].id).await;
+    let started = std::time::Instant::now();
+    let r = execute(&p, tpp, &at, &payment_body(&id, &body), &key()).await;
+    let execute_ms = started.elapsed().as_millis();
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(balance(&p, &alice[0].id).await, a0 - 50_00);
+    eprintln!(
+        "backend={} file of 500 payments: upload+checks {upload_ms} ms, execution {execute_ms} ms",
+        wekeza_tests::backend()
+    );
+    ledger_balanced(&p).await;
+    p.finish().await;
+}
