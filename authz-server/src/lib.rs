@@ -13,6 +13,7 @@ pub mod keys;
 pub mod logo;
 pub mod metrics;
 pub mod ob;
+pub mod ob_file_payments;
 pub mod ob_payments;
 pub mod passkey;
 pub mod password;

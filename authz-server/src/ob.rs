@@ -287,7 +287,7 @@ pub struct TokenExtras {
 
 pub fn token_extras(c: &ConsentRecord) -> TokenExtras {
     // UK OB: the ID token names the payment intent too.
-    if c.kind == openbanking::KIND_DOMESTIC_PAYMENT {
+    if c.kind == openbanking::KIND_DOMESTIC_PAYMENT || c.kind == openbanking::KIND_FILE_PAYMENT {
         return TokenExtras {
             intent_id: Some(c.id.clone()),
             authorization_details: None,

@@ -79,7 +79,7 @@ pub async fn requested(
     Ok(Some((c, d)))
 }
 
-async fn customer_accounts(
+pub(crate) async fn customer_accounts(
     st: &AppState,
     customer_id: &str,
 ) -> OAuthResult<Vec<core_bank::Account>> {
@@ -127,7 +127,7 @@ fn tail(s: &str) -> String {
     v[v.len().saturating_sub(4)..].iter().collect()
 }
 
-fn describe(a: &core_bank::Account) -> ui::AccountChoice {
+pub(crate) fn describe(a: &core_bank::Account) -> ui::AccountChoice {
     let kind = match a.kind {
         core_bank::AccountKind::Current => "Current account",
         core_bank::AccountKind::Savings => "Savings account",

@@ -16,6 +16,7 @@ mod sql;
 mod sql_auth;
 mod sql_events;
 mod sql_logos;
+mod sql_file_payments;
 mod sql_payments;
 mod sql_registration;
 #[cfg(any(test, feature = "testsuite"))]
@@ -37,6 +38,10 @@ pub use sql_events::{
     EventRecord, EventStore, EventSubscription, NewEvent, enqueue_event,
 };
 pub use sql_logos::{ClientLogo, LogoStore};
+pub use sql_file_payments::{
+    FileExecuted, FileExecution, FileItem, FilePaymentRecord, FilePaymentStore, StoredFile,
+    Uploaded,
+};
 pub use sql_payments::{
     Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
@@ -204,6 +209,11 @@ pub trait DurableStore: Send + Sync {
 
     /// The payment ledger kept in this store (issue 7), if it keeps one.
     fn payments(&self) -> Option<&dyn PaymentStore> {
+        None
+    }
+
+    /// The file (bulk) payments kept in this store (issue 7, ADR 0016), if it keeps them.
+    fn file_payments(&self) -> Option<&dyn FilePaymentStore> {
         None
     }
 

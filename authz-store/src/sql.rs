@@ -366,6 +366,10 @@ impl DurableStore for SqlStore {
         Some(self)
     }
 
+    fn file_payments(&self) -> Option<&dyn crate::FilePaymentStore> {
+        Some(self)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -329,13 +329,14 @@ fn consent_resource(kind: &str, id: &str) -> Option<(&'static str, String)> {
             "domestic-payment-consent",
             format!("/open-banking/v4.0/pisp/domestic-payment-consents/{id}"),
         )),
+        "file-payment" => Some(crate::sql_file_payments::consent_resource(id)),
         _ => None,
     }
 }
 
 /// Wall-clock ms, but never later than the event's own time, so an event stamped by a
 /// (test) clock ahead of the wall clock is still due at once.
-fn due_ms(toe: i64) -> i64 {
+pub(crate) fn due_ms(toe: i64) -> i64 {
     let wall = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     wall.min(toe.saturating_mul(1000))
 }

@@ -200,7 +200,7 @@ pub trait PaymentStore: Send + Sync {
     async fn ledger_check(&self) -> StoreResult<LedgerCheck>;
 }
 
-fn json_text(v: &serde_json::Value) -> StoreResult<String> {
+pub(crate) fn json_text(v: &serde_json::Value) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -223,11 +223,11 @@ fn account_from_row(r: &AnyRow) -> StoreResult<LedgerAccount> {
     })
 }
 
-const PAYMENT_COLUMNS: &str = "id, consent_id, client_id, customer_id, debtor_account_id, \
+pub(crate) const PAYMENT_COLUMNS: &str = "id, consent_id, client_id, customer_id, debtor_account_id, \
      creditor_account_id, external, amount, currency, status, status_reason, details, \
      clearing_outcome, next_action_at, created_at, updated_at";
 
-fn payment_from_row(r: &AnyRow) -> StoreResult<PaymentRecord> {
+pub(crate) fn payment_from_row(r: &AnyRow) -> StoreResult<PaymentRecord> {
     let details: String = col(r, "details")?;
     Ok(PaymentRecord {
         id: col(r, "id")?,
@@ -266,7 +266,7 @@ pub fn internal_account_id(purpose: &str, currency: &str) -> String {
     format!("internal:{purpose}:{currency}")
 }
 
-type Tx<'a> = Transaction<'a, Any>;
+pub(crate) type Tx<'a> = Transaction<'a, Any>;
 
 async fn ensure_internal(
     tx: &mut Tx<'_>,
@@ -353,7 +353,7 @@ async fn log_status(
     Ok(())
 }
 
-async fn audit(tx: &mut Tx<'_>, a: &AuditEntry) -> StoreResult<()> {
+pub(crate) async fn audit(tx: &mut Tx<'_>, a: &AuditEntry) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO consent_audit (consent_id, at, actor, action, detail) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -372,7 +372,7 @@ async fn audit(tx: &mut Tx<'_>, a: &AuditEntry) -> StoreResult<()> {
 /// Claims the idempotency key for this request: `true` when it was free (or only
 /// remembered past its expiry, which is then replaced). A live key of another
 /// transaction makes PostgreSQL wait for that transaction, so the loser sees the key.
-async fn claim_key(tx: &mut Tx<'_>, k: &IdempotencyRecord) -> StoreResult<bool> {
+pub(crate) async fn claim_key(tx: &mut Tx<'_>, k: &IdempotencyRecord) -> StoreResult<bool> {
     let n = sqlx::query(
         "INSERT INTO idempotency_keys \
            (client_id, idem_key, request_hash, resource_id, created_at, expires_at) \
@@ -395,8 +395,163 @@ async fn claim_key(tx: &mut Tx<'_>, k: &IdempotencyRecord) -> StoreResult<bool> 
     Ok(n == 1)
 }
 
+/// Steps 3–6 of a payment inside the caller's transaction (which claimed the key and
+/// consumed the consent): resolve the creditor, the guarded debit and the credit leg with
+/// their posting (or RJCT with AM03 / AM04 and no money moved), the payment row and its
+/// first status. Used by [`PaymentStore::execute_payment`] and, once per item, by the
+/// file payments (`sql_file_payments.rs`). An `Err` means the caller must roll back.
+pub(crate) async fn apply_payment(
+    tx: &mut Tx<'_>,
+    x: &PaymentExecution,
+) -> StoreResult<PaymentRecord> {
+    apply_leg(
+        tx,
+        &x.payment,
+        &x.creditor_scheme,
+        &x.creditor_identification,
+        x.clearing_after_secs,
+        &x.clearing_outcome,
+    )
+    .await
+}
+
+/// [`apply_payment`] from its parts (a file payment's item has no consent or key of its own).
+pub(crate) async fn apply_leg(
+    tx: &mut Tx<'_>,
+    p: &PaymentRecord,
+    creditor_scheme: &str,
+    creditor_identification: &str,
+    clearing_after_secs: i64,
+    clearing_outcome: &str,
+) -> StoreResult<PaymentRecord> {
+    let now = p.created_at;
+    // 3. Where the money goes: an account of this bank, or the clearing.
+    let creditor = sqlx::query(
+        "SELECT id, currency FROM ledger_accounts \
+         WHERE kind = 'customer' AND scheme = $1 AND identification = $2",
+    )
+    .bind(creditor_scheme.to_owned())
+    .bind(creditor_identification.to_owned())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let creditor = match creditor {
+        Some(r) => Some((col::<String>(&r, "id")?, col::<String>(&r, "currency")?)),
+        None => None,
+    };
+    let mut out = p.clone();
+    out.external = creditor.is_none();
+    let mut reject = |reason: &str| {
+        out.status = "RJCT".into();
+        out.status_reason = Some(reason.into());
+        out.next_action_at = None;
+        out.clearing_outcome = None;
+    };
+    if creditor.as_ref().is_some_and(|(_, cur)| *cur != p.currency) {
+        reject("AM03");
+    } else {
+        // 4. The guarded debit: never below the overdraft limit, however many race.
+        let debited = sqlx::query(
+            "UPDATE ledger_accounts SET balance = balance - $1, updated_at = $2 \
+             WHERE id = $3 AND kind = 'customer' AND currency = $4 \
+               AND balance - $1 >= -overdraft_limit",
+        )
+        .bind(p.amount)
+        .bind(now)
+        .bind(p.debtor_account_id.clone())
+        .bind(p.currency.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if debited != 1 {
+            let exists = sqlx::query(
+                "SELECT currency FROM ledger_accounts WHERE id = $1 AND kind = 'customer'",
+            )
+            .bind(p.debtor_account_id.clone())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+            match exists {
+                None => {
+                    // The caller's transaction is dropped, so rolled back.
+                    return Err(StoreError::Conflict(format!(
+                        "debtor account {} is not in the ledger",
+                        p.debtor_account_id
+                    )));
+                }
+                Some(r) if col::<String>(&r, "currency")? != p.currency => reject("AM03"),
+                Some(_) => reject("AM04"),
+            }
+        } else {
+            // 5. The credit leg.
+            let to = match &creditor {
+                Some((id, _)) => {
+                    sqlx::query(
+                        "UPDATE ledger_accounts SET balance = balance + $1, updated_at = $2 \
+                         WHERE id = $3",
+                    )
+                    .bind(p.amount)
+                    .bind(now)
+                    .bind(id.clone())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_err)?;
+                    out.status = "ACSC".into();
+                    id.clone()
+                }
+                None => {
+                    out.status = "ACSP".into();
+                    out.clearing_outcome = Some(clearing_outcome.to_owned());
+                    out.next_action_at = Some(now + clearing_after_secs);
+                    ensure_internal(tx, "clearing", &p.currency, now).await?
+                }
+            };
+            out.status_reason = None;
+            out.creditor_account_id = Some(to.clone());
+            post(
+                tx,
+                "payment",
+                Some(&p.id),
+                "domestic payment",
+                &[(&p.debtor_account_id, -p.amount), (&to, p.amount)],
+                now,
+            )
+            .await?;
+        }
+    }
+    // 6. The payment and its first status.
+    sqlx::query(
+        "INSERT INTO payments (id, consent_id, client_id, customer_id, debtor_account_id, \
+           creditor_account_id, external, amount, currency, status, status_reason, details, \
+           clearing_outcome, next_action_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+    )
+    .bind(out.id.clone())
+    .bind(out.consent_id.clone())
+    .bind(out.client_id.clone())
+    .bind(out.customer_id.clone())
+    .bind(out.debtor_account_id.clone())
+    .bind(out.creditor_account_id.clone())
+    .bind(i64::from(out.external))
+    .bind(out.amount)
+    .bind(out.currency.clone())
+    .bind(out.status.clone())
+    .bind(out.status_reason.clone())
+    .bind(json_text(&out.details)?)
+    .bind(out.clearing_outcome.clone())
+    .bind(out.next_action_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    log_status(tx, &out.id, now, &out.status, out.status_reason.as_deref()).await?;
+    out.updated_at = now;
+    Ok(out)
+}
+
 impl SqlStore {
-    async fn key_in_use(&self, k: &IdempotencyRecord) -> StoreResult<IdempotencyRecord> {
+    pub(crate) async fn key_in_use(&self, k: &IdempotencyRecord) -> StoreResult<IdempotencyRecord> {
         // The key was live at claim time; read it outside the rolled-back transaction.
         self.find_idempotency(&k.client_id, &k.key, k.created_at)
             .await?
@@ -580,134 +735,9 @@ impl PaymentStore for SqlStore {
             tx.rollback().await.map_err(db_err)?;
             return Ok(Executed::ConsentNotAuthorised);
         }
-        // 3. Where the money goes: an account of this bank, or the clearing.
-        let creditor = sqlx::query(
-            "SELECT id, currency FROM ledger_accounts \
-             WHERE kind = 'customer' AND scheme = $1 AND identification = $2",
-        )
-        .bind(x.creditor_scheme.clone())
-        .bind(x.creditor_identification.clone())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let creditor = match creditor {
-            Some(r) => Some((col::<String>(&r, "id")?, col::<String>(&r, "currency")?)),
-            None => None,
-        };
-        let mut out = p.clone();
-        out.external = creditor.is_none();
-        let mut reject = |reason: &str| {
-            out.status = "RJCT".into();
-            out.status_reason = Some(reason.into());
-            out.next_action_at = None;
-            out.clearing_outcome = None;
-        };
-        if creditor.as_ref().is_some_and(|(_, cur)| *cur != p.currency) {
-            reject("AM03");
-        } else {
-            // 4. The guarded debit: never below the overdraft limit, however many race.
-            let debited = sqlx::query(
-                "UPDATE ledger_accounts SET balance = balance - $1, updated_at = $2 \
-                 WHERE id = $3 AND kind = 'customer' AND currency = $4 \
-                   AND balance - $1 >= -overdraft_limit",
-            )
-            .bind(p.amount)
-            .bind(now)
-            .bind(p.debtor_account_id.clone())
-            .bind(p.currency.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-            if debited != 1 {
-                let exists = sqlx::query(
-                    "SELECT currency FROM ledger_accounts WHERE id = $1 AND kind = 'customer'",
-                )
-                .bind(p.debtor_account_id.clone())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                match exists {
-                    None => {
-                        tx.rollback().await.map_err(db_err)?;
-                        return Err(StoreError::Conflict(format!(
-                            "debtor account {} is not in the ledger",
-                            p.debtor_account_id
-                        )));
-                    }
-                    Some(r) if col::<String>(&r, "currency")? != p.currency => reject("AM03"),
-                    Some(_) => reject("AM04"),
-                }
-            } else {
-                // 5. The credit leg.
-                let to = match &creditor {
-                    Some((id, _)) => {
-                        sqlx::query(
-                            "UPDATE ledger_accounts SET balance = balance + $1, updated_at = $2 \
-                             WHERE id = $3",
-                        )
-                        .bind(p.amount)
-                        .bind(now)
-                        .bind(id.clone())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                        out.status = "ACSC".into();
-                        id.clone()
-                    }
-                    None => {
-                        out.status = "ACSP".into();
-                        out.clearing_outcome = Some(x.clearing_outcome.clone());
-                        out.next_action_at = Some(now + x.clearing_after_secs);
-                        ensure_internal(&mut tx, "clearing", &p.currency, now).await?
-                    }
-                };
-                out.status_reason = None;
-                out.creditor_account_id = Some(to.clone());
-                post(
-                    &mut tx,
-                    "payment",
-                    Some(&p.id),
-                    "domestic payment",
-                    &[(&p.debtor_account_id, -p.amount), (&to, p.amount)],
-                    now,
-                )
-                .await?;
-            }
-        }
-        // 6. The payment, its first status, the consent's audit line.
-        sqlx::query(
-            "INSERT INTO payments (id, consent_id, client_id, customer_id, debtor_account_id, \
-               creditor_account_id, external, amount, currency, status, status_reason, details, \
-               clearing_outcome, next_action_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
-        )
-        .bind(out.id.clone())
-        .bind(out.consent_id.clone())
-        .bind(out.client_id.clone())
-        .bind(out.customer_id.clone())
-        .bind(out.debtor_account_id.clone())
-        .bind(out.creditor_account_id.clone())
-        .bind(i64::from(out.external))
-        .bind(out.amount)
-        .bind(out.currency.clone())
-        .bind(out.status.clone())
-        .bind(out.status_reason.clone())
-        .bind(json_text(&out.details)?)
-        .bind(out.clearing_outcome.clone())
-        .bind(out.next_action_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        log_status(
-            &mut tx,
-            &out.id,
-            now,
-            &out.status,
-            out.status_reason.as_deref(),
-        )
-        .await?;
+        // 3.–6. The money and the payment row (shared with the file payments' items).
+        let out = apply_payment(&mut tx, x).await?;
+        // The consent's audit line.
         audit(&mut tx, &x.audit).await?;
         // 7. The TPP's events, in this transaction: they exist exactly when the payment
         // does (a rolled-back attempt or an idempotent replay writes none).
@@ -730,7 +760,6 @@ impl PaymentStore for SqlStore {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
-        out.updated_at = now;
         Ok(Executed::Done(Box::new(out)))
     }
 
@@ -893,6 +922,10 @@ async fn clear_in(tx: &mut Tx<'_>, id: &str, now: i64) -> StoreResult<bool> {
         .await?;
     }
     log_status(tx, &p.id, now, &p.status, p.status_reason.as_deref()).await?;
+    // A file payment's item: the TPP hears of its file payment instead (ADR 0016).
+    if crate::sql_file_payments::item_changed(tx, &p, now).await? {
+        return Ok(true);
+    }
     crate::sql_events::payment_changed(
         tx,
         &p.client_id,

@@ -71,6 +71,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         transaction_window: None,
         error: None,
         payment: None,
+        file_payment: None,
     };
     let error = ErrorPage {
         title: "We could not complete this request".into(),

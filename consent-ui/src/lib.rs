@@ -177,6 +177,41 @@ pub struct ConsentPage {
     /// A payment to approve (`#payment`): exactly what the customer authorises.
     #[serde(default)]
     pub payment: Option<PaymentSummary>,
+    /// A file of payments to approve at once (`#file-payment`, template
+    /// `consent_file_payment.html`).
+    #[serde(default)]
+    pub file_payment: Option<FilePaymentSummary>,
+}
+
+/// What a file-payment consent asks for: the batch, summarised (the authorisation covers
+/// exactly this file: its count, total and payees).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePaymentSummary {
+    /// How many payments (`#file-payment-count`).
+    pub count: usize,
+    /// The control sum with its currency, e.g. "KES 1,250.00" (`#file-payment-total`).
+    pub total: String,
+    /// The first few payees in file order (`#file-payee-<n>`).
+    pub first_payees: Vec<FilePayee>,
+    /// How many payees are not listed ("and N more", `#file-payment-more`); 0 hides it.
+    pub more: usize,
+    /// The TPP's `FileReference` (`#file-payment-reference`).
+    pub reference: Option<String>,
+    /// The account named in the request (`#file-payment-from`), when the TPP chose it.
+    pub from_account: Option<String>,
+    /// Otherwise the accounts the customer may pay from, as radio buttons posted as
+    /// `account=<id>` (`#file-debtor-<n>`).
+    pub from_choices: Vec<AccountChoice>,
+}
+
+/// One payee of a file, as previewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePayee {
+    pub name: String,
+    /// E.g. "Wekeza account 0100123456789".
+    pub account: String,
+    /// E.g. "KES 120.00".
+    pub amount: String,
 }
 
 /// What a payment consent asks for, as the consent page shows it (dynamic linking: the

@@ -44,6 +44,7 @@ fn consent() -> ConsentPage {
         transaction_window: None,
         error: None,
         payment: None,
+        file_payment: None,
     }
 }
 
@@ -429,4 +430,57 @@ fn initial_is_the_first_letter_or_digit() {
     assert_eq!(initial("  42 Pay"), "4");
     assert_eq!(initial("ñandú"), "Ñ");
     assert_eq!(initial("!!!"), "?");
+}
+
+#[test]
+fn file_payment_consent_shows_the_batch_and_debtor_choices() {
+    let page = ConsentPage {
+        file_payment: Some(FilePaymentSummary {
+            count: 5,
+            total: "KES 1,250.00".into(),
+            first_payees: vec![FilePayee {
+                name: "Jane <Doe>".into(),
+                account: "Wekeza account 0100123".into(),
+                amount: "KES 250.00".into(),
+            }],
+            more: 4,
+            reference: Some("PAYROLL-NOV".into()),
+            from_account: None,
+            from_choices: vec![AccountChoice {
+                id: "acc-1".into(),
+                name: "Everyday".into(),
+                detail: "Current account · KES".into(),
+                checked: true,
+            }],
+        }),
+        ..consent()
+    };
+    let html = render_consent(&page).expect("renders");
+    assert!(
+        html.contains("id=\"file-payment-count\">5</strong>"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"file-payment-total\"><strong>KES 1,250.00</strong>"));
+    assert!(html.contains("Jane &#60;Doe&#62;"), "escaped");
+    assert!(html.contains("id=\"file-payment-more\">and 4 more"));
+    assert!(html.contains("id=\"file-payment-reference\">PAYROLL-NOV"));
+    assert!(
+        html.contains(
+            "type=\"radio\" id=\"file-debtor-1\" name=\"account\" value=\"acc-1\" checked"
+        ),
+        "{html}"
+    );
+    let fixed = ConsentPage {
+        file_payment: Some(FilePaymentSummary {
+            from_account: Some("Everyday · ending 6789".into()),
+            from_choices: vec![],
+            more: 0,
+            ..page.file_payment.clone().expect("file payment")
+        }),
+        ..consent()
+    };
+    let html = render_consent(&fixed).expect("renders");
+    assert!(html.contains("id=\"file-payment-from\">Everyday · ending 6789"));
+    assert!(!html.contains("type=\"radio\""));
+    assert!(!html.contains("file-payment-more"));
 }

@@ -8,6 +8,7 @@
 //! One stored shape for both ways in means one enforcement path at the resource server.
 
 pub mod account_access;
+pub mod file_payment;
 pub mod payment;
 pub mod permission;
 
@@ -35,3 +36,6 @@ pub const KIND_DOMESTIC_PAYMENT: &str = "domestic-payment";
 
 /// The scope a TPP needs for payment initiation.
 pub const SCOPE_PAYMENTS: &str = "payments";
+
+/// `ConsentRecord::kind` of a file (bulk) payment consent (issue 7, ADR 0016).
+pub const KIND_FILE_PAYMENT: &str = "file-payment";

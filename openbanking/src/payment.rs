@@ -30,7 +30,7 @@ pub struct PaymentError {
     pub message: String,
 }
 
-fn perr(code: &'static str, path: &str, message: impl Into<String>) -> PaymentError {
+pub(crate) fn perr(code: &'static str, path: &str, message: impl Into<String>) -> PaymentError {
     PaymentError {
         code,
         path: path.to_owned(),
@@ -239,7 +239,10 @@ impl PaymentConsentDetails {
 
 // ---- parsing ---------------------------------------------------------------------------
 
-fn object<'a>(v: Option<&'a Value>, path: &str) -> Result<&'a Map<String, Value>, PaymentError> {
+pub(crate) fn object<'a>(
+    v: Option<&'a Value>,
+    path: &str,
+) -> Result<&'a Map<String, Value>, PaymentError> {
     match v {
         None | Some(Value::Null) => Err(perr(codes::FIELD_MISSING, path, "required")),
         Some(Value::Object(o)) => Ok(o),
@@ -247,7 +250,11 @@ fn object<'a>(v: Option<&'a Value>, path: &str) -> Result<&'a Map<String, Value>
     }
 }
 
-fn only(o: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Result<(), PaymentError> {
+pub(crate) fn only(
+    o: &Map<String, Value>,
+    allowed: &[&str],
+    prefix: &str,
+) -> Result<(), PaymentError> {
     match o.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(perr(
             codes::FIELD_UNEXPECTED,
@@ -259,7 +266,7 @@ fn only(o: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Result<(), Pa
 }
 
 /// A text field of 1..=`max` characters; `None` when absent and not `required`.
-fn text(
+pub(crate) fn text(
     o: &Map<String, Value>,
     key: &str,
     prefix: &str,
@@ -292,7 +299,7 @@ fn text(
     }
 }
 
-fn req_text(
+pub(crate) fn req_text(
     o: &Map<String, Value>,
     key: &str,
     prefix: &str,
@@ -310,7 +317,11 @@ pub const ACCOUNT_SCHEMES: &[&str] = &[
     "KE.MPESA.MSISDN",
 ];
 
-fn account(v: Option<&Value>, path: &str, name_required: bool) -> Result<AccountRef, PaymentError> {
+pub(crate) fn account(
+    v: Option<&Value>,
+    path: &str,
+    name_required: bool,
+) -> Result<AccountRef, PaymentError> {
     let o = object(v, path)?;
     let p = format!("{path}.");
     only(
@@ -339,7 +350,7 @@ fn account(v: Option<&Value>, path: &str, name_required: bool) -> Result<Account
     })
 }
 
-fn initiation(v: Option<&Value>, path: &str) -> Result<Initiation, PaymentError> {
+pub(crate) fn initiation(v: Option<&Value>, path: &str) -> Result<Initiation, PaymentError> {
     let o = object(v, path)?;
     let p = format!("{path}.");
     only(

@@ -67,7 +67,9 @@ fn check(req: &Request) -> Option<ObError> {
         return Some(e);
     }
     let h = req.headers();
-    if !accepts_json(h) {
+    // A consent's file goes up and comes back in its own media type (ADR 0016).
+    let file = crate::file_payments::is_file_path(req.uri().path());
+    if !accepts_json(h) && !file {
         return Some(ObError::new(
             StatusCode::NOT_ACCEPTABLE,
             codes::HEADER_INVALID,
@@ -75,7 +77,7 @@ fn check(req: &Request) -> Option<ObError> {
             Some("Accept"),
         ));
     }
-    if has_body(h) && !is_json_content(h) {
+    if has_body(h) && !is_json_content(h) && !file {
         return Some(ObError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             codes::HEADER_INVALID,

@@ -12,6 +12,7 @@
 //!   client-credentials tokens, over the shared consent store.
 //! * [`payments`]: domestic payment consents and payments (`/open-banking/v4.0/pisp`)
 //!   over the durable ledger; [`ledger`]: its seeding and ledger-backed balances.
+//! * [`file_payments`]: file (bulk) payment consents, uploads and file payments.
 //! * [`store`]: [`store::StoreConsentSource`], consent state read from `authz-store`.
 //! * [`ratelimit`]: per-client throttling (429 + `Retry-After`).
 //! * [`error`]: the OB error schema; [`headers`]: FAPI headers, 406/415, no query tokens.
@@ -25,6 +26,7 @@ pub mod consents;
 pub mod error;
 pub mod event_dispatch;
 pub mod events;
+pub mod file_payments;
 pub mod headers;
 pub mod jwt;
 pub mod ledger;
@@ -180,6 +182,7 @@ pub fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
         (events::EVENTS_PREFIX.to_owned(), post(events::poll_events)),
     ];
     routes.extend(crate::payments::routes());
+    routes.extend(crate::file_payments::routes());
     routes
 }
 

@@ -296,31 +296,31 @@ pub struct ObPaymentStatusDetail {
 
 // ---- helpers --------------------------------------------------------------------------------
 
-fn payments(st: &AppState) -> Result<&dyn PaymentStore, ObError> {
+pub(crate) fn payments(st: &AppState) -> Result<&dyn PaymentStore, ObError> {
     st.store.payments().ok_or_else(|| {
         tracing::error!("the durable store keeps no payment ledger");
         ObError::internal()
     })
 }
 
-fn utc(t: i64) -> String {
+pub(crate) fn utc(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t)
         .map(|t| ob::dt(t.to_offset(time::UtcOffset::UTC)))
         .unwrap_or_default()
 }
 
-fn pay_err(e: PaymentError) -> ObError {
+pub(crate) fn pay_err(e: PaymentError) -> ObError {
     let path = (!e.path.is_empty()).then_some(e.path.as_str());
     ObError::new(StatusCode::BAD_REQUEST, e.code, e.message.clone(), path)
 }
 
-fn no_store(mut r: Response) -> Response {
+pub(crate) fn no_store(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
-fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, ObError> {
+pub(crate) fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, ObError> {
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -345,7 +345,7 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, ObE
 }
 
 /// The request's `x-idempotency-key`: required, one, 1..=40 printable ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ObError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, ObError> {
     const H: &str = "x-idempotency-key";
     let mut all = headers.get_all(H).iter();
     let v = match (all.next(), all.next()) {
@@ -380,7 +380,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ObError> {
 }
 
 /// SHA-256 over the endpoint and the exact body: "the same request".
-fn request_hash(endpoint: &str, body: &[u8]) -> String {
+pub(crate) fn request_hash(endpoint: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(endpoint.as_bytes());
     h.update([0u8]);
@@ -388,7 +388,7 @@ fn request_hash(endpoint: &str, body: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn key_reused() -> ObError {
+pub(crate) fn key_reused() -> ObError {
     ObError::bad_request(
         codes::HEADER_INVALID,
         "this x-idempotency-key was used with a different request in the last 24 hours",
@@ -396,7 +396,7 @@ fn key_reused() -> ObError {
     )
 }
 
-fn consent_status(s: Stored) -> &'static str {
+pub(crate) fn consent_status(s: Stored) -> &'static str {
     match s {
         Stored::AwaitingAuthorisation => "AWAU",
         Stored::Authorised => "AUTH",
@@ -478,7 +478,7 @@ fn reason_text(code: &str) -> &'static str {
     }
 }
 
-fn reasons(code: Option<&str>) -> Option<Vec<ObPaymentStatusReason>> {
+pub(crate) fn reasons(code: Option<&str>) -> Option<Vec<ObPaymentStatusReason>> {
     code.map(|c| {
         vec![ObPaymentStatusReason {
             status_reason_code: c.to_owned(),
@@ -517,6 +517,7 @@ async fn own_payment(st: &AppState, client_id: &str, id: &str) -> Result<Payment
         .find_payment(id)
         .await?
         .filter(|p| p.client_id == client_id)
+        .filter(|p| !crate::file_payments::is_item(p))
         .ok_or_else(|| ObError::resource_not_found("DomesticPaymentId"))
 }
 
@@ -646,7 +647,7 @@ async fn bound_consent(
     Ok((r, d))
 }
 
-fn not_authorised(r: &ConsentRecord) -> ObError {
+pub(crate) fn not_authorised(r: &ConsentRecord) -> ObError {
     ObError::bad_request(
         codes::INVALID_CONSENT_STATUS,
         format!("the consent is {}, not AUTH", consent_status(r.status)),

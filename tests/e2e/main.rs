@@ -10,6 +10,7 @@ mod dashboard;
 mod dashboard_payments;
 mod dpop;
 mod events;
+mod file_payments;
 mod flow;
 mod logos;
 mod message_signing;

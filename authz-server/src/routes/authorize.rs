@@ -667,6 +667,7 @@ async fn consent_page(
         transaction_window: None,
         error,
         payment: None,
+        file_payment: None,
     };
     // A payment consent: exactly what is paid, to whom, from where (ADR 0011).
     let payment = match crate::ob_payments::requested(st, &ix.request).await {
@@ -692,7 +693,13 @@ async fn consent_page(
         }
         Err(e) => return server_error_page(&e),
     }
-    if page.payment.is_none() && ob::is_account_access(&ix.request) {
+    // A file of payments: the batch summary (ADR 0016).
+    if let Err(e) =
+        crate::ob_file_payments::fill_page(st, &ix.request, customer_id, picked, &mut page).await
+    {
+        return crate::ob_file_payments::page_error(&e);
+    }
+    if page.payment.is_none() && page.file_payment.is_none() && ob::is_account_access(&ix.request) {
         let parts = match ob::requested(st, &ix.request).await {
             Ok(Some(d)) => ob::page_parts(st, &d, customer_id, picked).await,
             Ok(None) => Err(OAuthError::server_error("account access request vanished")),
@@ -769,9 +776,13 @@ pub async fn post_consent(
         .await
         .ok()
         .flatten();
+    let file_pick = crate::ob_file_payments::must_pick(&st, &ix.request, &picked).await;
+    if approve && let Some(Err(msg)) = file_pick.clone() {
+        return consent_page(&st, &ix, &client, &customer_id, &picked, Some(msg)).await;
+    }
     let must_pick = match &payment {
         Some((_, d)) => d.initiation.debtor_account.is_none() && picked.len() != 1,
-        None => ob::is_account_access(&ix.request) && picked.is_empty(),
+        None => file_pick.is_none() && ob::is_account_access(&ix.request) && picked.is_empty(),
     };
     if approve && must_pick {
         let msg = if payment.is_some() {
@@ -848,8 +859,10 @@ async fn decide(
     let req = &ix.request;
     // Read before the request is consumed, so a withdrawn intent is reported as such.
     let payment = crate::ob_payments::requested(st, req).await?;
+    let file = crate::ob_file_payments::requested(st, req).await?;
     let account_access = match payment {
         Some(_) => None,
+        None if file.is_some() => None,
         None => ob::requested(st, req).await?,
     };
     // The request_uri is consumed when the customer decides (FAPI 2.0 note: not at page
@@ -881,6 +894,28 @@ async fn decide(
             }
         }
         None => None,
+    };
+    let paid = match crate::ob_file_payments::decide(
+        st,
+        file,
+        customer_id,
+        approve,
+        picked,
+        &auth.acr,
+    )
+    .await?
+    {
+        crate::ob_file_payments::Decision::NotFile => paid,
+        crate::ob_file_payments::Decision::Approved(id) => Some(id),
+        crate::ob_file_payments::Decision::Refused => {
+            tracing::info!(client_id = %client.client_id, "customer refused a file of payments");
+            return Ok(redirect_error(
+                st,
+                req,
+                "access_denied",
+                "the customer refused the payments",
+            ));
+        }
     };
     let consent_id = match (paid, account_access) {
         (Some(id), _) => id,

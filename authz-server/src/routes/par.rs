@@ -63,6 +63,8 @@ async fn par(
     // UK OB: the intent must be this client's and still awaiting authorisation.
     if let Some(intent) = &request.intent_id
         && !crate::ob_payments::check_intent(st, &client.client_id, intent, &request.scope).await?
+        && !crate::ob_file_payments::check_intent(st, &client.client_id, intent, &request.scope)
+            .await?
     {
         crate::ob::check_intent(st, &client.client_id, intent).await?;
         if !request
