@@ -13,6 +13,7 @@
 pub mod model;
 mod redis_store;
 mod sql;
+mod sql_alerts;
 mod sql_auth;
 mod sql_events;
 mod sql_payments;
@@ -29,6 +30,10 @@ pub mod testsuite_registration;
 pub use model::*;
 pub use redis_store::RedisEphemeral;
 pub use sql::{SqlEphemeral, SqlStore};
+pub use sql_alerts::{
+    AlertStore, Credited, EVENT_BALANCE_THRESHOLD, EVENT_TRANSACTION_CREATED, IncomingTransfer,
+    MAX_THRESHOLDS, Party, Purged, Thresholds,
+};
 pub use sql_auth::{AuthEvent, AuthStore, BackoffPolicy};
 pub use sql_events::{
     AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryState, DeliveryView,
@@ -208,6 +213,12 @@ pub trait DurableStore: Send + Sync {
     // dynamic client registration
     /// The registration storage of this backend (`sql_registration.rs`), if it has one.
     fn registrations(&self) -> Option<&dyn RegistrationStore> {
+        None
+    }
+
+    /// Transaction alerts, balance thresholds, incoming credits, expiry and retention
+    /// (`sql_alerts.rs`), if this backend keeps them.
+    fn alerts(&self) -> Option<&dyn AlertStore> {
         None
     }
 }

@@ -30,6 +30,8 @@ pub const EVENT_TYPES: &[&str] = &[
     EVENT_RESOURCE_UPDATE,
     EVENT_CONSENT_REVOKED,
     EVENT_LINKED_ACCOUNT_UPDATE,
+    crate::sql_alerts::EVENT_TRANSACTION_CREATED,
+    crate::sql_alerts::EVENT_BALANCE_THRESHOLD,
 ];
 
 /// An event to write into the outbox.
@@ -335,7 +337,7 @@ fn consent_resource(kind: &str, id: &str) -> Option<(&'static str, String)> {
 
 /// Wall-clock ms, but never later than the event's own time, so an event stamped by a
 /// (test) clock ahead of the wall clock is still due at once.
-fn due_ms(toe: i64) -> i64 {
+pub(crate) fn due_ms(toe: i64) -> i64 {
     let wall = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     wall.min(toe.saturating_mul(1000))
 }

@@ -266,9 +266,9 @@ pub fn internal_account_id(purpose: &str, currency: &str) -> String {
     format!("internal:{purpose}:{currency}")
 }
 
-type Tx<'a> = Transaction<'a, Any>;
+pub(crate) type Tx<'a> = Transaction<'a, Any>;
 
-async fn ensure_internal(
+pub(crate) async fn ensure_internal(
     tx: &mut Tx<'_>,
     purpose: &str,
     currency: &str,
@@ -290,7 +290,7 @@ async fn ensure_internal(
 }
 
 /// One posting with its legs; the legs must sum to zero (checked here, before writing).
-async fn post(
+pub(crate) async fn post(
     tx: &mut Tx<'_>,
     kind: &str,
     payment_id: Option<&str>,
@@ -709,6 +709,7 @@ impl PaymentStore for SqlStore {
         )
         .await?;
         audit(&mut tx, &x.audit).await?;
+        crate::sql_alerts::payment_posted(&mut tx, &out.id, "payment", now).await?;
         // 7. The TPP's events, in this transaction: they exist exactly when the payment
         // does (a rolled-back attempt or an idempotent replay writes none).
         let txn = format!("txn-{}", uuid::Uuid::new_v4());
@@ -893,6 +894,7 @@ async fn clear_in(tx: &mut Tx<'_>, id: &str, now: i64) -> StoreResult<bool> {
         .await?;
     }
     log_status(tx, &p.id, now, &p.status, p.status_reason.as_deref()).await?;
+    crate::sql_alerts::payment_posted(tx, &p.id, "return", now).await?;
     crate::sql_events::payment_changed(
         tx,
         &p.client_id,
