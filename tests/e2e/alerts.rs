@@ -312,6 +312,33 @@ async fn transaction_alerts_follow_the_consent_and_stop_with_it() {
         "only the consented account: {got:?}"
     );
 
+    // 3b. A payment the other bank refuses (sandbox: minor units ending in 13): the debit,
+    // then, when the clearing returns it, the credit back — written by the clearing step's
+    // own transaction. A sees both, B (credits only) the return.
+    let returned = pay_out(&p, c, acct, "ELSEWHERE-3", "3.13").await;
+    let cc = pay::cc_token(c, "payments").await;
+    pay::wait_status(&p, c, &cc, &returned, "RJCT").await;
+    ev::wait_for("the return's alerts", 20, || {
+        of_type(&inbox, "/a", &keys, EVENT_TRANSACTION_CREATED).len() >= 5
+            && of_type(&inbox, "/b", &keys, EVENT_TRANSACTION_CREATED).len() >= 3
+    })
+    .await;
+    let got = of_type(&inbox, "/a", &keys, EVENT_TRANSACTION_CREATED);
+    let (out, back) = (
+        body(&got[3], EVENT_TRANSACTION_CREATED),
+        body(&got[4], EVENT_TRANSACTION_CREATED),
+    );
+    assert_eq!(out["CreditDebitIndicator"], "Debit");
+    assert_eq!(back["CreditDebitIndicator"], "Credit");
+    assert_eq!(back["Amount"]["Amount"], "3.13");
+    assert_eq!(back["DebtorAccount"]["Identification"], "ELSEWHERE-3");
+    assert_ne!(out["TransactionId"], back["TransactionId"]);
+    let got_b = of_type(&inbox, "/b", &keys, EVENT_TRANSACTION_CREATED);
+    assert_eq!(
+        body(&got_b[2], EVENT_TRANSACTION_CREATED)["CreditDebitIndicator"],
+        "Credit"
+    );
+
     // 4. A revokes its consent: the next credit alerts B only, and nothing for A is even
     // written (its delivery log has no further transaction alert).
     let del = ev::call(
@@ -324,16 +351,16 @@ async fn transaction_alerts_follow_the_consent_and_stop_with_it() {
     assert_eq!(del.status, 204, "{:?}", del.body);
     incoming(&p, &acct.id, "1.00", "Dan", "AFTER").await;
     ev::wait_for("B's alert after A's revocation", 20, || {
-        of_type(&inbox, "/b", &keys, EVENT_TRANSACTION_CREATED).len() >= 3
+        of_type(&inbox, "/b", &keys, EVENT_TRANSACTION_CREATED).len() >= 4
     })
     .await;
     let logged = logged_types(&p, a, &sub_a).await;
-    assert_eq!(count(&logged, EVENT_TRANSACTION_CREATED), 3, "{logged:?}");
+    assert_eq!(count(&logged, EVENT_TRANSACTION_CREATED), 5, "{logged:?}");
     // Several dispatcher rounds for anything wrongly queued to go out.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
         of_type(&inbox, "/a", &keys, EVENT_TRANSACTION_CREATED).len(),
-        3
+        5
     );
 
     // C has a subscription but no consent on the account: its own payment events, no
@@ -363,7 +390,7 @@ async fn transaction_alerts_follow_the_consent_and_stop_with_it() {
             &logged_types(&p, b, &sub_b).await,
             EVENT_TRANSACTION_CREATED
         ),
-        3
+        4
     );
     // No event delivered twice.
     let all: Vec<Value> = ["/a", "/b", "/c"]
