@@ -99,6 +99,12 @@ pub struct Config {
     /// The same for the resource server when it runs as its own process (`wekeza rs`,
     /// started by `wekeza run`); 0 = off.
     pub rs_metrics_port: u16,
+    /// Delivered, acknowledged, dead-lettered and suppressed event deliveries, their
+    /// delivery log and their events are deleted after this many days (default 30).
+    pub events_retention_days: i64,
+    /// How often each resource-server process sweeps expired consents (their EXPD
+    /// events) and applies the retention period.
+    pub events_housekeeping_interval_ms: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -155,6 +161,8 @@ impl Default for Config {
             software_statement_max_age_secs: 24 * 3600,
             metrics_port: 0,
             rs_metrics_port: 0,
+            events_retention_days: 30,
+            events_housekeeping_interval_ms: 5_000,
         }
     }
 }
@@ -261,6 +269,20 @@ impl Config {
             60,
             30 * 24 * 3600,
             "how long notifications are retried",
+        );
+        range(
+            "events_retention_days",
+            self.events_retention_days,
+            1,
+            3650,
+            "how long finished event deliveries are kept",
+        );
+        range(
+            "events_housekeeping_interval_ms",
+            i64::try_from(self.events_housekeeping_interval_ms).unwrap_or(i64::MAX),
+            10,
+            3_600_000,
+            "expiry sweep and retention interval",
         );
         range(
             "events_retry_base_ms",

@@ -478,6 +478,8 @@ pub async fn start_with(
                     events_store,
                     events_key,
                 )?),
+                sandbox: config.mode == config::Mode::Sandbox,
+                housekeeping: rs_host::housekeeping_of(&config),
             },
             rx.clone(),
         )?;

@@ -59,6 +59,10 @@ pub struct RsInputs {
     pub auth: Arc<dyn authz_store::AuthStore>,
     /// Event notifications: the API and, in this process, the dispatcher (ADR 0012).
     pub events: Option<RsEvents>,
+    /// Sandbox deployment (sandbox tools' endpoints) and the expiry sweep / retention
+    /// worker's settings (ADR 0018).
+    pub sandbox: bool,
+    pub housekeeping: resource_server::alerts::Housekeeping,
 }
 
 /// What the event endpoints and the dispatcher need.
@@ -104,6 +108,16 @@ impl RsEvents {
     }
 }
 
+/// The expiry sweep / retention settings of `config`.
+pub fn housekeeping_of(config: &crate::config::Config) -> resource_server::alerts::Housekeeping {
+    resource_server::alerts::Housekeeping {
+        every: Duration::from_millis(config.events_housekeeping_interval_ms),
+        retention: Duration::from_secs(
+            u64::try_from(config.events_retention_days).unwrap_or(30) * 24 * 3600,
+        ),
+    }
+}
+
 /// Serve the RS on `tcp` until `stop` turns true. Returns the verifier, so its keys can
 /// be refreshed.
 pub fn spawn(
@@ -144,6 +158,8 @@ pub fn spawn(
         clock.clone(),
         Duration::from_secs(1),
     );
+    let housekeeping =
+        resource_server::alerts::spawn_housekeeping(i.store.clone(), clock.clone(), i.housekeeping);
     let mut dispatcher = None;
     let events = match i.events {
         Some(ev) => {
@@ -171,6 +187,7 @@ pub fn spawn(
     let mut state =
         resource_server::AppState::new(bank, verifier.clone(), i.store, clock, i.base_url);
     state.events = events;
+    state.sandbox = i.sandbox;
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
@@ -195,6 +212,7 @@ pub fn spawn(
             tracing::error!(error = %e, "resource server stopped with an error");
         }
         clearing.abort();
+        housekeeping.abort();
         if let Some(d) = dispatch {
             let _ = d.await;
         }
@@ -360,6 +378,8 @@ pub async fn start_standalone(
                 events_store,
                 events_key.clone(),
             )?),
+            sandbox: config.mode == crate::config::Mode::Sandbox,
+            housekeeping: housekeeping_of(&config),
         },
         rx,
     )?;

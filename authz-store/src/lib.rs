@@ -13,6 +13,7 @@
 pub mod model;
 mod redis_store;
 mod sql;
+mod sql_alerts;
 mod sql_auth;
 mod sql_events;
 mod sql_logos;
@@ -31,6 +32,10 @@ pub mod testsuite_registration;
 pub use model::*;
 pub use redis_store::RedisEphemeral;
 pub use sql::{SqlEphemeral, SqlStore};
+pub use sql_alerts::{
+    AlertStore, Credited, EVENT_BALANCE_THRESHOLD, EVENT_TRANSACTION_CREATED, IncomingTransfer,
+    MAX_THRESHOLDS, Party, Purged, Thresholds,
+};
 pub use sql_auth::{AuthEvent, AuthStore, BackoffPolicy};
 pub use sql_events::{
     AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryState, DeliveryView,
@@ -225,6 +230,12 @@ pub trait DurableStore: Send + Sync {
 
     /// TPP logos kept in this store (`sql_logos.rs`), if it keeps them.
     fn logos(&self) -> Option<&dyn LogoStore> {
+        None
+    }
+
+    /// Transaction alerts, balance thresholds, incoming credits, expiry and retention
+    /// (`sql_alerts.rs`), if this backend keeps them.
+    fn alerts(&self) -> Option<&dyn AlertStore> {
         None
     }
 }

@@ -370,6 +370,10 @@ impl DurableStore for SqlStore {
         Some(self)
     }
 
+    fn alerts(&self) -> Option<&dyn crate::AlertStore> {
+        Some(self)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -505,6 +509,7 @@ impl DurableStore for SqlStore {
         .await
         .map_err(db_err)?;
         insert_audit(&mut *tx, &consent.id, audit).await?;
+        crate::sql_alerts::consent_written(&mut tx, &consent.id).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -595,6 +600,7 @@ impl DurableStore for SqlStore {
         insert_audit(&mut *tx, id, audit).await?;
         // The event notification is part of the change (transactional outbox).
         crate::sql_events::consent_changed(&mut tx, id, from, to, audit).await?;
+        crate::sql_alerts::consent_written(&mut tx, id).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
     }

@@ -30,6 +30,8 @@ pub const EVENT_TYPES: &[&str] = &[
     EVENT_RESOURCE_UPDATE,
     EVENT_CONSENT_REVOKED,
     EVENT_LINKED_ACCOUNT_UPDATE,
+    crate::sql_alerts::EVENT_TRANSACTION_CREATED,
+    crate::sql_alerts::EVENT_BALANCE_THRESHOLD,
 ];
 
 /// An event to write into the outbox.
@@ -473,7 +475,8 @@ fn subscription_from_row(row: &AnyRow) -> StoreResult<EventSubscription> {
 const EVENT_COLUMNS: &str = "o.seq AS o_seq, o.id AS o_id, o.client_id AS o_client_id, \
      o.consent_id AS o_consent_id, o.event_type AS o_event_type, o.rid AS o_rid, \
      o.rty AS o_rty, o.link AS o_link, o.detail AS o_detail, o.txn AS o_txn, o.toe AS o_toe, \
-     o.created_at AS o_created_at, c.status AS c_status";
+     o.created_at AS o_created_at, c.status AS c_status, c.kind AS c_kind, \
+     c.expires_at AS c_expires_at";
 
 fn event_from_row(row: &AnyRow) -> StoreResult<(EventRecord, Option<ConsentStatus>)> {
     let detail: String = get(row, "o_detail")?;
@@ -483,6 +486,20 @@ fn event_from_row(row: &AnyRow) -> StoreResult<(EventRecord, Option<ConsentStatu
             ConsentStatus::parse(&s).ok_or_else(|| corrupt("consents.status", format!("{s:?}")))
         })
         .transpose()?;
+    // An account-access consent past its expiry that the sweep has not moved yet is
+    // already expired for delivery: its alerts stop at the expiry, not at the next sweep.
+    let kind: Option<String> = get(row, "c_kind")?;
+    let expires_at: Option<i64> = get(row, "c_expires_at")?;
+    let wall = time::OffsetDateTime::now_utc().unix_timestamp();
+    let status = match status {
+        Some(ConsentStatus::Authorised)
+            if kind.as_deref() == Some("account-access")
+                && expires_at.is_some_and(|e| e <= wall) =>
+        {
+            Some(ConsentStatus::Expired)
+        }
+        s => s,
+    };
     Ok((
         EventRecord {
             id: get(row, "o_id")?,

@@ -346,6 +346,8 @@ impl FilePaymentStore for SqlStore {
                 &item.clearing_outcome,
             )
             .await?;
+            // Each item's posting alerts the accounts' TPPs like any payment (ADR 0018).
+            crate::sql_alerts::payment_posted(&mut tx, &out.id, "payment", now).await?;
             sqlx::query(
                 "INSERT INTO file_payment_items (file_payment_id, seq, payment_id) \
                  VALUES ($1, $2, $3)",

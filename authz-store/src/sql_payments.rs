@@ -268,7 +268,7 @@ pub fn internal_account_id(purpose: &str, currency: &str) -> String {
 
 pub(crate) type Tx<'a> = Transaction<'a, Any>;
 
-async fn ensure_internal(
+pub(crate) async fn ensure_internal(
     tx: &mut Tx<'_>,
     purpose: &str,
     currency: &str,
@@ -290,7 +290,7 @@ async fn ensure_internal(
 }
 
 /// One posting with its legs; the legs must sum to zero (checked here, before writing).
-async fn post(
+pub(crate) async fn post(
     tx: &mut Tx<'_>,
     kind: &str,
     payment_id: Option<&str>,
@@ -739,6 +739,7 @@ impl PaymentStore for SqlStore {
         let out = apply_payment(&mut tx, x).await?;
         // The consent's audit line.
         audit(&mut tx, &x.audit).await?;
+        crate::sql_alerts::payment_posted(&mut tx, &out.id, "payment", now).await?;
         // 7. The TPP's events, in this transaction: they exist exactly when the payment
         // does (a rolled-back attempt or an idempotent replay writes none).
         let txn = format!("txn-{}", uuid::Uuid::new_v4());
@@ -922,6 +923,7 @@ async fn clear_in(tx: &mut Tx<'_>, id: &str, now: i64) -> StoreResult<bool> {
         .await?;
     }
     log_status(tx, &p.id, now, &p.status, p.status_reason.as_deref()).await?;
+    crate::sql_alerts::payment_posted(tx, &p.id, "return", now).await?;
     // A file payment's item: the TPP hears of its file payment instead (ADR 0016).
     if crate::sql_file_payments::item_changed(tx, &p, now).await? {
         return Ok(true);

@@ -67,7 +67,7 @@ fn invalid(message: impl Into<String>, path: &str) -> ObError {
     ObError::bad_request(codes::FIELD_INVALID, message, path)
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<T, ObError> {

@@ -21,6 +21,7 @@
 //! Depends on `fapi-jose`, `core-bank`, `openbanking` (the consent domain) and the shared
 //! data layer `authz-store`; never on `authz-server` or `authz-core`.
 
+pub mod alerts;
 pub mod auth;
 pub mod consents;
 pub mod error;
@@ -72,6 +73,8 @@ pub struct AppState {
     /// Event subscriptions and polling; `None` = the event endpoints answer 404.
     pub events: Option<events::EventsState>,
     limiter: Arc<ratelimit::RateLimiter>,
+    /// A sandbox deployment: the sandbox tools' endpoints (incoming transfers) answer.
+    pub sandbox: bool,
 }
 
 impl AppState {
@@ -102,6 +105,7 @@ impl AppState {
             rate_limit: None,
             events: None,
             limiter: Arc::new(ratelimit::RateLimiter::default()),
+            sandbox: false,
         }
     }
 
@@ -180,6 +184,16 @@ pub fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
             post(events::redeliver),
         ),
         (events::EVENTS_PREFIX.to_owned(), post(events::poll_events)),
+        (
+            alerts::THRESHOLDS_PATH.to_owned(),
+            axum::routing::put(alerts::put_thresholds)
+                .get(alerts::get_thresholds)
+                .delete(alerts::delete_thresholds),
+        ),
+        (
+            alerts::INCOMING_PATH.to_owned(),
+            post(alerts::post_incoming_transfer),
+        ),
     ];
     routes.extend(crate::payments::routes());
     routes.extend(crate::file_payments::routes());

@@ -54,6 +54,10 @@ pub const OPENAPI_JSON_PATH: &str = "/open-banking/v4.0/aisp/openapi.json";
         crate::events::get_deliveries,
         crate::events::redeliver,
         crate::events::poll_events,
+        crate::alerts::put_thresholds,
+        crate::alerts::get_thresholds,
+        crate::alerts::delete_thresholds,
+        crate::alerts::post_incoming_transfer,
     ),
     components(schemas(
         ObErrorResponse,
@@ -79,7 +83,11 @@ pub const OPENAPI_JSON_PATH: &str = "/open-banking/v4.0/aisp/openapi.json";
         crate::events::ObEventSubscriptionsResponse,
         crate::events::DeliveryLogResponse,
         crate::events::PollRequest,
-        crate::events::PollResponse
+        crate::events::PollResponse,
+        crate::alerts::ObBalanceThresholdsRequest,
+        crate::alerts::ObBalanceThresholdsResponse,
+        crate::alerts::ObIncomingTransferRequest,
+        crate::alerts::ObIncomingTransferResponse
     )),
     modifiers(&FapiHeaders)
 )]

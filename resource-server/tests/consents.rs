@@ -1276,3 +1276,27 @@ async fn clients_are_throttled_with_retry_after() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(e.get_consent(&t, &id).await.status, StatusCode::OK);
 }
+
+/// The sandbox's incoming-transfer tool does not exist outside sandbox deployments
+/// (`AppState::sandbox` is off unless the platform runs in sandbox mode): a valid
+/// client-credentials call answers 404 and moves nothing.
+#[tokio::test]
+async fn incoming_transfers_answer_404_outside_the_sandbox() {
+    let e = env().await;
+    let body = json!({"Data": {
+        "AccountId": e.alice[0].id,
+        "InstructedAmount": {"Amount": "5.00", "Currency": "KES"},
+        "Debtor": {"Name": "Gus"}
+    }});
+    let r = e
+        .call(
+            "POST",
+            "/open-banking/v4.0/sandbox/incoming-transfers",
+            Some(&e.cc(CLIENT)),
+            Some(CERT_A),
+            Some(("application/json", body.to_string())),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    assert_eq!(error_code(&r.body), "UK.OBIE.NotFound");
+}
