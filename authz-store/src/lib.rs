@@ -11,12 +11,14 @@
 //! rows, but correctness never depends on it: readers check `expires_at` themselves.
 
 pub mod model;
+pub mod rate_counters;
 mod redis_store;
 mod sql;
 mod sql_auth;
 mod sql_events;
 mod sql_payments;
 mod sql_registration;
+mod sql_usage;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 #[cfg(any(test, feature = "testsuite"))]
@@ -40,6 +42,10 @@ pub use sql_payments::{
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
 };
 pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
+pub use sql_usage::{
+    ApiCall, ClientPlan, ClientUsage, DEFAULT_PLAN, EndpointUsage, UsageBucket, UsageFilter,
+    UsageStore, UsageSummary,
+};
 
 use async_trait::async_trait;
 
@@ -208,6 +214,11 @@ pub trait DurableStore: Send + Sync {
     // dynamic client registration
     /// The registration storage of this backend (`sql_registration.rs`), if it has one.
     fn registrations(&self) -> Option<&dyn RegistrationStore> {
+        None
+    }
+
+    /// Plans and metered calls (`sql_usage.rs`, issue 9), if this backend keeps them.
+    fn usage(&self) -> Option<&dyn UsageStore> {
         None
     }
 }

@@ -11,6 +11,7 @@ mod dashboard_payments;
 mod dpop;
 mod events;
 mod flow;
+mod gateway;
 mod message_signing;
 mod metrics;
 mod par;
