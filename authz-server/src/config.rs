@@ -520,4 +520,27 @@ mod tests {
         };
         assert_eq!(prod.validate().err().unwrap_or_default().len(), 3);
     }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn one_plan_value_merges_over_the_defaults_and_plans_are_checked() {
+        use std::str::FromStr;
+        // What `WEKEZA_PLANS='{standard={client_rate_per_second=7.5}}'` provides.
+        let v = figment::value::Value::from_str("{standard={client_rate_per_second=7.5}}").unwrap();
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Serialized::default("plans", v))
+            .extract()
+            .unwrap();
+        assert_eq!(cfg.plans["standard"].client_rate_per_second, 7.5);
+        assert_eq!(cfg.plans["standard"].client_burst, 400);
+        assert_eq!(cfg.plans.len(), 3);
+        let mut bad = Config::default();
+        bad.plans.remove("sandbox");
+        if let Some(p) = bad.plans.get_mut("premium") {
+            p.client_burst = 0;
+        }
+        bad.metering_retention_days = 0;
+        bad.billing_currency = "kes".into();
+        assert_eq!(bad.validate().err().unwrap_or_default().len(), 4);
+    }
 }
