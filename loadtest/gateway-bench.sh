@@ -31,7 +31,7 @@ run() { # label VAR=value...
   sleep 2 # the resource-server child fetches the JWKS
   local r
   r="$("$bin/wekeza-load" rs --kit "$dir/certs/sandbox/kit.json" --scenario balances --duration "$dur" --connections "$conns" | grep '^RESULT')"
-  printf '%-7s %s\n' "$label" "$(grep -o 'req_s=[0-9]*\|p99_ms=[0-9.]*\|status_429=[0-9]*' <<<"$r" | tr '\n' ' ')"
+  printf '%-7s %s\n' "$label" "$(grep -o 'req_s=[0-9]*\| p99_ms=[0-9.]*\|status_429=[0-9]*' <<<"$r" | tr '\n' ' ')"
   kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; spid=""
   rm -rf "$dir" "$dir.log"; dir=""
 }
