@@ -72,6 +72,7 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 
 # ---- processes ----------------------------------------------------------------------------
+bench_plans='{sandbox={client_rate_per_second=1000000.0,client_burst=1000000,org_rate_per_second=1000000.0,org_burst=1000000,org_daily_quota=1000000000}}'
 web="${WEKEZA_WEB_PORT:-}"; mtls="${WEKEZA_MTLS_PORT:-}"; rs="${WEKEZA_RS_PORT:-}"
 if [ -z "$web" ]; then
   web=8443; mtls=8444; rs=8445
@@ -100,7 +101,9 @@ start_wekeza() { # label [VAR=value ...]: fresh temp dir, sandbox mode, release 
   local label="$1"; shift
   srvdir="$(mktemp -d /tmp/wekeza-bench.XXXXXX)"
   log "starting wekeza ($label) in $srvdir (ports $web/$mtls/$rs)"
-  (cd "$srvdir" && exec env WEKEZA_SANDBOX_LOAD_CUSTOMERS=3000 WEKEZA_WEB_PORT="$web" \
+  # The gateway stays on (its cost is measured) with a plan the load never exhausts;
+  # WEKEZA_GATEWAY_ENABLED=false in the caller's environment measures without it.
+  (cd "$srvdir" && exec env WEKEZA_PLANS="${WEKEZA_PLANS:-$bench_plans}" WEKEZA_SANDBOX_LOAD_CUSTOMERS=3000 WEKEZA_WEB_PORT="$web" \
     WEKEZA_MTLS_PORT="$mtls" WEKEZA_RS_PORT="$rs" "$@" "$repo/target/release/wekeza") > "$out/wekeza-$label.log" 2>&1 &
   spid="$(real_pid $! wekeza)"
   kit="$srvdir/certs/sandbox/kit.json"

@@ -29,6 +29,10 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     InvalidSoftwareStatement,
     UnapprovedSoftwareStatement,
+    /// Throttled by a plan's rate limit or quota (ADR 0015). RFC 6749 has no code for
+    /// it: `temporarily_unavailable` (RFC 6749 §4.1.2.1, "temporary overloading") with
+    /// HTTP 429 and `Retry-After`, as `MethodNotAllowed` is `invalid_request` with 405.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -57,6 +61,7 @@ impl ErrorCode {
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InvalidSoftwareStatement => "invalid_software_statement",
             Self::UnapprovedSoftwareStatement => "unapproved_software_statement",
+            Self::RateLimited => "temporarily_unavailable",
         }
     }
 
@@ -68,6 +73,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::ServerError => 500,
             Self::TemporarilyUnavailable => 503,
+            Self::RateLimited => 429,
             _ => 400,
         }
     }
@@ -176,6 +182,7 @@ mod tests {
                 "temporarily_unavailable",
                 503,
             ),
+            (ErrorCode::RateLimited, "temporarily_unavailable", 429),
         ];
         for (code, s, status) in table {
             assert_eq!(code.as_str(), s);

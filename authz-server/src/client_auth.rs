@@ -14,6 +14,17 @@ pub async fn authenticate(
     params: &HashMap<&str, &str>,
     cert: Option<&PeerCert>,
 ) -> OAuthResult<Client> {
+    let client = authenticate_client(st, params, cert).await?;
+    // The client is known: its plan's rate limits and quota apply (ADR 0015).
+    crate::gateway::admit_oauth(&client.client_id).await?;
+    Ok(client)
+}
+
+async fn authenticate_client(
+    st: &AppState,
+    params: &HashMap<&str, &str>,
+    cert: Option<&PeerCert>,
+) -> OAuthResult<Client> {
     let assertion_type = params.get("client_assertion_type").copied();
     let assertion = params.get("client_assertion").copied();
     let claimed_id = params.get("client_id").copied();

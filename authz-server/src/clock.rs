@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub trait Clock: Send + Sync {
     /// Unix seconds.
     fn now(&self) -> i64;
+    /// Unix milliseconds (metering timestamps).
+    fn now_ms(&self) -> i64 {
+        self.now() * 1000
+    }
 }
 
 #[derive(Debug, Default)]
@@ -17,6 +21,14 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    #[allow(clippy::disallowed_methods)]
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
 }
@@ -36,5 +48,9 @@ impl OffsetClock {
 impl Clock for OffsetClock {
     fn now(&self) -> i64 {
         SystemClock.now() + self.offset.load(Ordering::SeqCst)
+    }
+
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.offset.load(Ordering::SeqCst) * 1000
     }
 }

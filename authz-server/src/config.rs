@@ -6,6 +6,7 @@
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +106,79 @@ pub struct Config {
     /// How often each resource-server process sweeps expired consents (their EXPD
     /// events) and applies the retention period.
     pub events_housekeeping_interval_ms: u64,
+    /// Gateway plans by name (issue 9, ADR 0015): `sandbox` (every client without a
+    /// `client_plans` row), `standard`, `premium`. Environment override of one value:
+    /// `WEKEZA_PLANS='{standard={client_rate_per_second=50.0}}'` (merged into the defaults).
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// Rate limits and quotas in front of every API (`WEKEZA_GATEWAY_ENABLED`). Off,
+    /// calls are still metered.
+    pub gateway_enabled: bool,
+    /// Requests that identify no client (refused before or at authentication), per
+    /// certificate thumbprint, or source address without a certificate, per instance.
+    pub gateway_unauthenticated_per_second: f64,
+    pub gateway_unauthenticated_burst: u32,
+    /// How long a client's plan row is cached per instance.
+    pub plan_cache_secs: u64,
+    /// Metering of every API call (`api_calls` table), written off the request path.
+    pub metering_enabled: bool,
+    /// Calls waiting for the writer; beyond it calls are dropped and counted
+    /// (`wekeza_metering_dropped_total`).
+    pub metering_queue_capacity: usize,
+    /// Most rows per insert, and how long the writer waits to fill a batch.
+    pub metering_batch_size: usize,
+    pub metering_flush_ms: u64,
+    /// Metered calls older than this are deleted (hourly).
+    pub metering_retention_days: u32,
+    /// ISO 4217 currency of plan prices and statements.
+    pub billing_currency: String,
+}
+
+/// One gateway plan. Rates of 0 mean unlimited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Per client: sustained requests per second (fractions allowed) and burst.
+    pub client_rate_per_second: f64,
+    pub client_burst: u32,
+    /// Per org (all its clients together).
+    pub org_rate_per_second: f64,
+    pub org_burst: u32,
+    /// Calls per org and UTC day; 0 = unlimited.
+    pub org_daily_quota: u64,
+    /// Statement price per 1,000 billable calls, in minor units of `billing_currency`.
+    pub price_per_1000_minor: u64,
+}
+
+impl PlanConfig {
+    fn new(rate: f64, burst: u32, org_rate: f64, org_burst: u32, quota: u64, price: u64) -> Self {
+        Self {
+            client_rate_per_second: rate,
+            client_burst: burst,
+            org_rate_per_second: org_rate,
+            org_burst,
+            org_daily_quota: quota,
+            price_per_1000_minor: price,
+        }
+    }
+}
+
+/// The three plans as shipped (tuned for a sandbox that also runs the load tool with
+/// `WEKEZA_GATEWAY_ENABLED=false`).
+pub fn default_plans() -> BTreeMap<String, PlanConfig> {
+    BTreeMap::from([
+        (
+            "sandbox".to_owned(),
+            PlanConfig::new(50.0, 100, 100.0, 200, 100_000, 0),
+        ),
+        (
+            "standard".to_owned(),
+            PlanConfig::new(200.0, 400, 500.0, 1_000, 2_000_000, 50),
+        ),
+        (
+            "premium".to_owned(),
+            PlanConfig::new(1_000.0, 2_000, 2_500.0, 5_000, 0, 30),
+        ),
+    ])
 }
 
 impl std::fmt::Debug for Config {
@@ -163,6 +237,17 @@ impl Default for Config {
             rs_metrics_port: 0,
             events_retention_days: 30,
             events_housekeeping_interval_ms: 5_000,
+            plans: default_plans(),
+            gateway_enabled: true,
+            gateway_unauthenticated_per_second: 50.0,
+            gateway_unauthenticated_burst: 100,
+            plan_cache_secs: 5,
+            metering_enabled: true,
+            metering_queue_capacity: 10_000,
+            metering_batch_size: 500,
+            metering_flush_ms: 250,
+            metering_retention_days: 90,
+            billing_currency: "KES".into(),
         }
     }
 }
@@ -176,6 +261,51 @@ impl Config {
                 self.rs_rate_limit_burst.max(self.rs_rate_limit_per_second),
             )
         })
+    }
+
+    /// Plans, gateway and metering settings (issue 9).
+    fn gateway_problems(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if !self.plans.contains_key(authz_store::DEFAULT_PLAN) {
+            errs.push("plans must define `sandbox` (the plan of clients without one)".into());
+        }
+        for (name, p) in &self.plans {
+            for (what, rate, burst) in [
+                ("client", p.client_rate_per_second, p.client_burst),
+                ("org", p.org_rate_per_second, p.org_burst),
+            ] {
+                if !rate.is_finite() || rate < 0.0 || (rate > 0.0 && burst == 0) {
+                    errs.push(format!(
+                        "plans.{name}: {what} rate must be 0 (unlimited) or positive with a burst of at least 1"
+                    ));
+                }
+            }
+        }
+        let r = self.gateway_unauthenticated_per_second;
+        if !r.is_finite() || r < 0.0 || (r > 0.0 && self.gateway_unauthenticated_burst == 0) {
+            errs.push("gateway_unauthenticated_per_second must be 0 (off) or positive with a burst of at least 1".into());
+        }
+        if !(1..=1_000_000).contains(&self.metering_queue_capacity)
+            || !(1..=10_000).contains(&self.metering_batch_size)
+            || !(10..=60_000).contains(&self.metering_flush_ms)
+        {
+            errs.push("metering_queue_capacity must be 1..=1000000, metering_batch_size 1..=10000, metering_flush_ms 10..=60000".into());
+        }
+        if !(1..=3650).contains(&self.metering_retention_days) {
+            errs.push("metering_retention_days must be 1..=3650".into());
+        }
+        if self.plan_cache_secs > 3600 {
+            errs.push("plan_cache_secs must be at most 3600".into());
+        }
+        if self.billing_currency.len() != 3
+            || !self
+                .billing_currency
+                .bytes()
+                .all(|b| b.is_ascii_uppercase())
+        {
+            errs.push("billing_currency must be an ISO 4217 code such as KES".into());
+        }
+        errs
     }
 
     /// Whether event callbacks may target internal addresses (see the field).
@@ -366,6 +496,7 @@ impl Config {
                 );
             }
         }
+        errs.extend(self.gateway_problems());
         if self.sandbox_load_customers > 100_000 {
             errs.push("sandbox_load_customers must be at most 100000".into());
         }
@@ -410,5 +541,28 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(prod.validate().err().unwrap_or_default().len(), 3);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn one_plan_value_merges_over_the_defaults_and_plans_are_checked() {
+        use std::str::FromStr;
+        // What `WEKEZA_PLANS='{standard={client_rate_per_second=7.5}}'` provides.
+        let v = figment::value::Value::from_str("{standard={client_rate_per_second=7.5}}").unwrap();
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Serialized::default("plans", v))
+            .extract()
+            .unwrap();
+        assert_eq!(cfg.plans["standard"].client_rate_per_second, 7.5);
+        assert_eq!(cfg.plans["standard"].client_burst, 400);
+        assert_eq!(cfg.plans.len(), 3);
+        let mut bad = Config::default();
+        bad.plans.remove("sandbox");
+        if let Some(p) = bad.plans.get_mut("premium") {
+            p.client_burst = 0;
+        }
+        bad.metering_retention_days = 0;
+        bad.billing_currency = "kes".into();
+        assert_eq!(bad.validate().err().unwrap_or_default().len(), 4);
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod consent_usage;
 pub mod dpop;
 pub mod event_keys;
+pub mod gateway;
 pub mod http;
 pub mod issue;
 pub mod keys;
@@ -24,6 +25,7 @@ pub mod secrets;
 pub mod signin;
 pub mod state;
 pub mod tls;
+pub mod usage;
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
@@ -72,6 +74,8 @@ pub struct Platform {
     pub kit_path: Option<PathBuf>,
     /// The Prometheus scrape listener (`metrics_port`), when on.
     pub metrics_addr: Option<SocketAddr>,
+    /// Rate limits, quotas and metering of the AS back channel and the in-process RS.
+    pub gateway: Arc<gateway::Gateway>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -229,7 +233,7 @@ fn web_router(st: Arc<AppState>) -> Router {
     .with_state(st)
 }
 
-fn mtls_router(st: Arc<AppState>) -> Router {
+fn mtls_router(st: Arc<AppState>, gw: Arc<gateway::Gateway>) -> Router {
     use routes::{meta, par, token, userinfo as u};
     Router::new()
         .route(
@@ -260,6 +264,14 @@ fn mtls_router(st: Arc<AppState>) -> Router {
                 .delete(routes::register::delete_client)
                 .fallback(meta::method_not_allowed),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway::LayerCtx {
+                gateway: gw,
+                server: "as",
+                flavour: gateway::Flavour::OAuth,
+            },
+            gateway::layer,
+        ))
         .merge(metadata_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             "as_mtls",
@@ -321,6 +333,7 @@ pub async fn start_with(
     let (sql, eph) = connect_sql(&config).await?;
     let store: Arc<dyn DurableStore> = Arc::new(sql.clone());
     let auth: Arc<dyn authz_store::AuthStore> = Arc::new(sql.clone());
+    let usage: Arc<dyn authz_store::UsageStore> = Arc::new(sql.clone());
     let events_store: Arc<dyn authz_store::EventStore> = Arc::new(sql);
     if config.dpop_nonce_required
         && config.dpop_nonce_secret.is_none()
@@ -451,6 +464,9 @@ pub async fn start_with(
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut metrics_addr = None;
+    let (gw, gw_tasks) =
+        gateway::Gateway::start(&config, usage, state.clock.clone(), rx.clone()).await?;
+    tasks.extend(gw_tasks);
     if config.metrics_port != 0 {
         let handle = metrics::install()?;
         let tcp = TcpListener::bind((bind, config.metrics_port))
@@ -480,6 +496,7 @@ pub async fn start_with(
                 )?),
                 sandbox: config.mode == config::Mode::Sandbox,
                 housekeeping: rs_host::housekeeping_of(&config),
+                gateway: Some(gw.clone()),
             },
             rx.clone(),
         )?;
@@ -487,7 +504,7 @@ pub async fn start_with(
     }
     for (tcp, cfg, router) in [
         (web_tcp, web_tls, web_router(state.clone())),
-        (mtls_tcp, mtls_tls, mtls_router(state.clone())),
+        (mtls_tcp, mtls_tls, mtls_router(state.clone(), gw.clone())),
     ] {
         let listener = tls::TlsListener::spawn(tcp, cfg)?;
         let mut rx = rx.clone();
@@ -516,6 +533,7 @@ pub async fn start_with(
         kit,
         kit_path,
         metrics_addr,
+        gateway: gw,
         shutdown: tx,
         tasks,
     })

@@ -63,6 +63,8 @@ pub struct RsInputs {
     /// worker's settings (ADR 0018).
     pub sandbox: bool,
     pub housekeeping: resource_server::alerts::Housekeeping,
+    /// Plans, rate limits, quotas and metering in front of every route (ADR 0015).
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 /// What the event endpoints and the dispatcher need.
@@ -184,19 +186,32 @@ pub fn spawn(
         }
         None => None,
     };
-    let mut state =
-        resource_server::AppState::new(bank, verifier.clone(), i.store, clock, i.base_url);
+    // The plan applies once the token is verified (its client_id is then known).
+    let gated: Arc<dyn resource_server::TokenVerifier> = match &i.gateway {
+        Some(_) => Arc::new(crate::gateway::GatedVerifier(verifier.clone())),
+        None => verifier.clone(),
+    };
+    let mut state = resource_server::AppState::new(bank, gated, i.store, clock, i.base_url);
     state.events = events;
     state.sandbox = i.sandbox;
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
-    let app = resource_server::router(state)
-        .route_layer(axum::middleware::from_fn_with_state(
-            "rs",
-            crate::metrics::track,
-        ))
-        .layer(axum::middleware::from_fn(peer_certificate));
+    let mut app = resource_server::router(state).route_layer(axum::middleware::from_fn_with_state(
+        "rs",
+        crate::metrics::track,
+    ));
+    if let Some(gw) = i.gateway {
+        app = app.route_layer(axum::middleware::from_fn_with_state(
+            crate::gateway::LayerCtx {
+                gateway: gw,
+                server: "rs",
+                flavour: crate::gateway::Flavour::OpenBanking,
+            },
+            crate::gateway::layer,
+        ));
+    }
+    let app = app.layer(axum::middleware::from_fn(peer_certificate));
     let listener = crate::tls::TlsListener::spawn(tcp, tls).context("resource server TLS")?;
     let dispatch =
         dispatcher.map(|d| resource_server::event_dispatch::spawn_dispatcher(d, stop.clone()));
@@ -228,6 +243,9 @@ pub struct StandaloneRs {
     serve: tokio::task::JoinHandle<()>,
     refresh: tokio::task::JoinHandle<()>,
     metrics: Option<tokio::task::JoinHandle<()>>,
+    /// The RS process's gateway (its metering writer flushes at shutdown).
+    pub gateway: Arc<crate::gateway::Gateway>,
+    gateway_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl StandaloneRs {
@@ -238,6 +256,9 @@ impl StandaloneRs {
         let _ = self.serve.await;
         if let Some(m) = self.metrics {
             let _ = m.await;
+        }
+        for t in self.gateway_tasks {
+            let _ = t.await;
         }
     }
 }
@@ -280,6 +301,7 @@ pub async fn start_standalone(
     let (sql, eph) = crate::connect_sql(&config).await?;
     let auth: Arc<dyn authz_store::AuthStore> = Arc::new(sql.clone());
     let events_store: Arc<dyn authz_store::EventStore> = Arc::new(sql.clone());
+    let usage: Arc<dyn authz_store::UsageStore> = Arc::new(sql.clone());
     let store: Arc<dyn DurableStore> = Arc::new(sql);
     let events_key = Arc::new(crate::event_keys::load_or_create(
         &config.keys_dir,
@@ -360,6 +382,8 @@ pub async fn start_standalone(
     } else {
         None
     };
+    let (gateway, gateway_tasks) =
+        crate::gateway::Gateway::start(&config, usage, clock.clone(), rx.clone()).await?;
     let (verifier, task) = spawn(
         tcp,
         tls,
@@ -380,6 +404,7 @@ pub async fn start_standalone(
             )?),
             sandbox: config.mode == crate::config::Mode::Sandbox,
             housekeeping: housekeeping_of(&config),
+            gateway: Some(gateway.clone()),
         },
         rx,
     )?;
@@ -402,5 +427,7 @@ pub async fn start_standalone(
         serve: task,
         metrics,
         refresh,
+        gateway,
+        gateway_tasks,
     })
 }

@@ -11,6 +11,7 @@
 //! rows, but correctness never depends on it: readers check `expires_at` themselves.
 
 pub mod model;
+pub mod rate_counters;
 mod redis_store;
 mod sql;
 mod sql_alerts;
@@ -20,6 +21,7 @@ mod sql_logos;
 mod sql_file_payments;
 mod sql_payments;
 mod sql_registration;
+mod sql_usage;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 #[cfg(any(test, feature = "testsuite"))]
@@ -52,6 +54,10 @@ pub use sql_payments::{
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
 };
 pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
+pub use sql_usage::{
+    ApiCall, ClientPlan, ClientUsage, DEFAULT_PLAN, EndpointUsage, UsageBucket, UsageFilter,
+    UsageStore, UsageSummary,
+};
 
 use async_trait::async_trait;
 
@@ -236,6 +242,11 @@ pub trait DurableStore: Send + Sync {
     /// Transaction alerts, balance thresholds, incoming credits, expiry and retention
     /// (`sql_alerts.rs`), if this backend keeps them.
     fn alerts(&self) -> Option<&dyn AlertStore> {
+        None
+    }
+
+    /// Plans and metered calls (`sql_usage.rs`, issue 9), if this backend keeps them.
+    fn usage(&self) -> Option<&dyn UsageStore> {
         None
     }
 }

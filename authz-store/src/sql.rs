@@ -374,6 +374,10 @@ impl DurableStore for SqlStore {
         Some(self)
     }
 
+    fn usage(&self) -> Option<&dyn crate::UsageStore> {
+        Some(self)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

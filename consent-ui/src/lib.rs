@@ -16,6 +16,7 @@
 pub mod dashboard;
 pub mod passkey;
 pub mod security;
+pub mod usage;
 
 use std::fmt;
 

@@ -611,7 +611,7 @@ pub async fn run(a: RsArgs) -> anyhow::Result<()> {
     }
     if total.throttled > 0 {
         println!(
-            "NOTE: {} responses were 429: the RS rate limit is on (WEKEZA_RS_RATE_LIMIT_PER_SECOND; 0 = off, the default)",
+            "NOTE: {} responses were 429: the client's gateway plan (WEKEZA_PLANS, WEKEZA_GATEWAY_ENABLED) or the RS rate limit (WEKEZA_RS_RATE_LIMIT_PER_SECOND) refused them",
             total.throttled
         );
     }

@@ -61,6 +61,10 @@ pub enum AuthError {
     InsufficientScope,
     #[error("authorization backend unavailable")]
     Unavailable(String),
+    /// The caller's plan refused the call (rate or quota, ADR 0015): 429 after this many
+    /// seconds.
+    #[error("too many requests: {1}")]
+    Throttled(u64, String),
 }
 
 /// What a client-credentials access token allows: calls a client makes for itself (the

@@ -228,6 +228,14 @@ impl From<AuthError> for ObError {
                 o.www_authenticate = Some(challenge("insufficient_scope"));
                 o
             }
+            AuthError::Throttled(retry_after, _) => {
+                let mut o = ObError::too_many_requests(*retry_after);
+                o.message = msg.clone();
+                if let Some(d) = o.errors.first_mut() {
+                    d.message = msg.clone();
+                }
+                o
+            }
             AuthError::Unavailable(detail) => {
                 tracing::error!(%detail, "token verification backend failed");
                 ObError::unavailable()

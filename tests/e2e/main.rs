@@ -14,6 +14,7 @@ mod events;
 mod file_payments;
 mod flow;
 mod logos;
+mod gateway;
 mod message_signing;
 mod metrics;
 mod par;

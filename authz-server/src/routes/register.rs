@@ -507,7 +507,10 @@ async fn authorize_management(
     let reg = regs.find_registration(client_id).await?;
     match reg {
         // Digests compared: equal-length, and the stored value is not the secret.
-        Some(r) if r.token_digest == crate::digest(token) => Ok((r, token.to_owned())),
+        Some(r) if r.token_digest == crate::digest(token) => {
+            crate::gateway::admit_oauth(client_id).await?;
+            Ok((r, token.to_owned()))
+        }
         _ => Err(ApiError(OAuthError::invalid_token(
             "the registration access token is not valid for this client",
         ))),

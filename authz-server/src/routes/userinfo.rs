@@ -123,6 +123,7 @@ async fn userinfo_claims(
         Scheme::Dpop => Presented::Dpop(proof.as_ref().map(|p| p.jkt.as_str())),
     };
     let claims = verify_access_token(st, &token, presented).await?;
+    crate::gateway::admit_oauth(&claims.client_id).await?;
     userinfo_body(st, claims).await
 }
 
