@@ -16,6 +16,7 @@ mod sql;
 mod sql_auth;
 mod sql_events;
 mod sql_payments;
+mod sql_portal;
 mod sql_registration;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -38,6 +39,10 @@ pub use sql_events::{
 pub use sql_payments::{
     Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
+};
+pub use sql_portal::{
+    AppRecord, DeveloperRecord, InvitationRecord, MemberRecord, OrgRecord, PortalAuditEntry,
+    PortalStore, TestCustomerRecord,
 };
 pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
 
@@ -208,6 +213,11 @@ pub trait DurableStore: Send + Sync {
     // dynamic client registration
     /// The registration storage of this backend (`sql_registration.rs`), if it has one.
     fn registrations(&self) -> Option<&dyn RegistrationStore> {
+        None
+    }
+
+    /// The developer portal's storage (`sql_portal.rs`), if this backend has one.
+    fn portal(&self) -> Option<&dyn PortalStore> {
         None
     }
 }

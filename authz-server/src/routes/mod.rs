@@ -7,6 +7,8 @@ pub mod dashboard_payments;
 pub mod meta;
 pub mod par;
 pub mod passkey;
+pub mod portal;
+pub mod portal_apps;
 pub mod register;
 pub mod security;
 pub mod token;

@@ -157,7 +157,7 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-fn supported() -> Supported<'static> {
+pub(crate) fn supported() -> Supported<'static> {
     Supported {
         scopes: &authz_core::discovery::SCOPES,
         authorization_details_types: openbanking::RAR_TYPES_SUPPORTED,
@@ -204,7 +204,7 @@ async fn consume_statement(st: &AppState, s: &SoftwareStatement) -> Result<(), A
 /// Fetch a client's `jwks_uri`: https only, every resolved address public (loopback too
 /// in sandbox), the connection pinned to the checked address (no DNS rebinding), no
 /// redirects, 5 s, 64 KiB.
-async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
+pub(crate) async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
     let bad = |d: &'static str| reg_err(ErrorCode::InvalidClientMetadata, d);
     let url = authz_core::registration::check_jwks_uri(uri)?;
     let host = url.host_str().unwrap_or_default().to_owned();
