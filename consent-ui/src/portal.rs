@@ -179,6 +179,57 @@ pub struct AdminPage {
     pub notice: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocsPage {
+    pub issuer: String,
+    pub mtls_base: String,
+    pub resource_base: String,
+    pub swagger_url: String,
+    pub as_openapi_url: String,
+    pub rs_openapi_url: String,
+    pub rs_docs_url: String,
+    pub discovery_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorsPage {
+    /// (code, HTTP status, when)
+    pub oauth: Vec<(String, u16, String)>,
+    /// (code, when)
+    pub ob: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "portal_docs.html")]
+struct DocsT<'a> {
+    nav: Option<&'a PortalNav>,
+    p: &'a DocsPage,
+}
+
+#[derive(Template)]
+#[template(path = "portal_guide.html")]
+struct GuideT<'a> {
+    nav: Option<&'a PortalNav>,
+    p: &'a DocsPage,
+}
+
+#[derive(Template)]
+#[template(path = "portal_errors.html")]
+struct ErrorsT<'a> {
+    nav: Option<&'a PortalNav>,
+    p: &'a ErrorsPage,
+}
+
+pub fn render_docs(nav: Option<&PortalNav>, p: &DocsPage) -> Result<String, RenderError> {
+    Ok(DocsT { nav, p }.render()?)
+}
+pub fn render_guide(nav: Option<&PortalNav>, p: &DocsPage) -> Result<String, RenderError> {
+    Ok(GuideT { nav, p }.render()?)
+}
+pub fn render_errors(nav: Option<&PortalNav>, p: &ErrorsPage) -> Result<String, RenderError> {
+    Ok(ErrorsT { nav, p }.render()?)
+}
+
 #[derive(Template)]
 #[template(path = "portal_login.html")]
 struct LoginT<'a> {

@@ -741,3 +741,41 @@ async fn go_live_needs_the_reviewer_and_is_audited() {
     }
     p.finish().await;
 }
+
+#[tokio::test]
+async fn docs_guide_errors_and_swagger() {
+    let p = TestPlatform::spawn().await;
+    let web = p.customer();
+    let docs = web.get("/portal/docs").await.unwrap();
+    assert_eq!(docs.status, StatusCode::OK, "{}", docs.html);
+    let guide = web.get("/portal/docs/guide").await.unwrap();
+    assert!(guide.html.contains(
+        &format!("{}/par", p.pkjwt.endpoint("token_endpoint").trim_end_matches("/token"))
+    ));
+    let errors = web.get("/portal/docs/errors").await.unwrap();
+    for code in [
+        "invalid_client",
+        "use_dpop_nonce",
+        "invalid_client_metadata",
+        "UK.OBIE.Resource.ConsentMismatch",
+        "UK.OBIE.Field.Missing",
+    ] {
+        assert!(errors.html.contains(code), "{code}");
+    }
+    let ui = web.get("/portal/docs/api/").await.unwrap();
+    assert_eq!(ui.status, StatusCode::OK);
+    for doc in ["authorization-server", "resource-server"] {
+        let r = web
+            .get(&format!("/portal/docs/api/{doc}.json"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{doc}");
+        let v: Value = serde_json::from_str(&r.html).unwrap();
+        assert!(v["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        assert!(
+            v["paths"].as_object().is_some_and(|p| !p.is_empty()),
+            "{doc}"
+        );
+    }
+    p.finish().await;
+}

@@ -9,6 +9,7 @@ pub mod par;
 pub mod passkey;
 pub mod portal;
 pub mod portal_apps;
+pub mod portal_docs;
 pub mod register;
 pub mod security;
 pub mod token;

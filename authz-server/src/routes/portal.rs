@@ -1264,4 +1264,14 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .route("/portal/apps/{app}/golive", post(apps::post_golive))
         .route("/portal/admin", get(apps::get_admin))
         .route("/portal/admin/apps/{app}/decide", post(apps::post_decide))
+        .route("/portal/docs", get(crate::routes::portal_docs::get_docs))
+        .route(
+            "/portal/docs/guide",
+            get(crate::routes::portal_docs::get_guide),
+        )
+        .route(
+            "/portal/docs/errors",
+            get(crate::routes::portal_docs::get_errors),
+        )
+        .merge(crate::routes::portal_docs::swagger_router())
 }
