@@ -99,6 +99,8 @@ pub struct OrgPage {
     pub apps: Vec<AppSummary>,
     /// Shown to owners only.
     pub audit: Vec<AuditView>,
+    /// Sandbox test customers (username, password, TOTP secret), for owners and developers.
+    pub test_customers: Vec<(String, String, String)>,
     pub notice: Option<String>,
     pub error: Option<String>,
 }
@@ -197,6 +199,29 @@ pub struct ErrorsPage {
     pub oauth: Vec<(String, u16, String)>,
     /// (code, when)
     pub ob: Vec<(String, String)>,
+}
+
+/// Developer TOTP: its state, or the enrolment step (QR code and key) in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SecurityPage {
+    pub csrf: String,
+    pub totp_on: bool,
+    /// Inline SVG built from booleans only (see the server's `password::qr_svg`).
+    pub qr_svg: Option<String>,
+    pub secret_text: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal_security.html")]
+struct SecurityT<'a> {
+    nav: Option<&'a PortalNav>,
+    p: &'a SecurityPage,
+}
+
+pub fn render_security(nav: Option<&PortalNav>, p: &SecurityPage) -> Result<String, RenderError> {
+    Ok(SecurityT { nav, p }.render()?)
 }
 
 #[derive(Template)]

@@ -204,6 +204,36 @@ test('a new developer signs up, makes an app, downloads the kit and completes th
     await tpp.close();
   }
 
+  // The org with its app and sandbox test customer, the security page, a go-live request.
+  await page.goto(`${issuer}/portal`);
+  await page.click('#orgs a');
+  await page.waitForSelector('#test-customers');
+  await look(page, 'org-with-app');
+  await page.click('#apps a');
+  await page.click('#request-golive');
+  await page.waitForSelector('#notice');
+  await page.goto(`${issuer}/portal/security`);
+  await look(page, 'security');
+  await page.click('#start-totp');
+  await page.waitForSelector('#totp-qr svg');
+  await look(page, 'security-enrol');
+
+  // The bank reviewer sees the request with the organisation's details.
+  const creds = JSON.parse(readFileSync(join(server.dir, 'certs/sandbox/portal-admin.json'), 'utf8'));
+  const adminContext = await newContext(browser, { bypassCSP: true });
+  const admin = await adminContext.newPage();
+  await admin.setViewportSize({ width: 1280, height: 800 });
+  await admin.goto(`${issuer}/portal/login`);
+  await admin.getByLabel('Username or email').fill(creds.username);
+  await admin.getByLabel('Password').fill(creds.password);
+  await admin.click('#submit');
+  await admin.waitForURL((u) => u.pathname === '/portal');
+  await admin.click('#nav-admin');
+  await admin.waitForURL((u) => u.pathname === '/portal/admin');
+  assert.ok((await admin.textContent('main')).includes('Newdev Payments Ltd'));
+  await look(admin, 'admin');
+  await adminContext.close();
+
   // Signing out ends the session.
   await page.goto(`${issuer}/portal`);
   await page.click('#logout');

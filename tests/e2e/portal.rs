@@ -779,3 +779,124 @@ async fn docs_guide_errors_and_swagger() {
     }
     p.finish().await;
 }
+
+#[tokio::test]
+async fn developer_totp_is_asked_once_enrolled() {
+    let p = TestPlatform::spawn().await;
+    let dev = DevAgent::signup(&p, "tina").await;
+    let r = dev.post("/portal/security/totp/start", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.html);
+    let mark = "aria-labelledby=\"totp-secret-label\">";
+    let i = r.html.find(mark).unwrap() + mark.len();
+    let secret = r.html[i..].split('<').next().unwrap().to_owned();
+    // A wrong code does not turn it on.
+    let r = dev
+        .post("/portal/security/totp/confirm", &[("otp", "000000")])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    p.clock.advance(30);
+    let code = totp(&secret, p.clock.now()).unwrap();
+    let r = dev
+        .post("/portal/security/totp/confirm", &[("otp", &code)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+
+    // The password alone no longer signs in: the code step follows.
+    let (agent, r) = DevAgent::login(&p, "tina", &dev.password).await;
+    assert_eq!(r.location.as_deref(), Some("/portal/login/otp"));
+    assert_eq!(agent.get("/portal").await.status, StatusCode::SEE_OTHER);
+    let form = agent.get("/portal/login/otp").await;
+    let csrf = form.csrf().unwrap();
+    // The code already used at enrolment is spent.
+    let r = agent
+        .web
+        .post("/portal/login/otp", &[("csrf", &csrf), ("otp", &code)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    p.clock.advance(30);
+    let fresh = totp(&secret, p.clock.now()).unwrap();
+    let r = agent
+        .web
+        .post("/portal/login/otp", &[("csrf", &csrf), ("otp", &fresh)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+    assert_eq!(agent.get("/portal").await.status, StatusCode::OK);
+    // The secret is stored sealed, never in clear.
+    let rec = p
+        .state()
+        .store
+        .portal()
+        .unwrap()
+        .find_developer_by_login("tina")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!rec.totp_secret.unwrap().contains(&secret));
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn sandbox_test_customers_sign_in_with_their_known_credentials() {
+    let p = TestPlatform::spawn().await;
+    let owner = DevAgent::signup(&p, "sam").await;
+    let viewer = DevAgent::signup(&p, "val").await;
+    let org = owner.create_org("Sandbox Tools Ltd").await;
+    owner
+        .post(
+            &format!("/portal/orgs/{org}/members"),
+            &[("invitee", "val"), ("role", "viewer")],
+        )
+        .await;
+    let viewer = viewer.relogin(&p).await;
+    // A viewer can neither make nor see test customers.
+    let r = viewer
+        .post(&format!("/portal/orgs/{org}/test-customers"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = owner
+        .post(&format!("/portal/orgs/{org}/test-customers"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+    let page = owner.get(&format!("/portal/orgs/{org}")).await;
+    assert!(
+        !viewer
+            .get(&format!("/portal/orgs/{org}"))
+            .await
+            .html
+            .contains("id=\"test-customers\"")
+    );
+    let row = page.html.split("<tbody>").nth(1).unwrap();
+    let cells: Vec<String> = row
+        .split("<code>")
+        .skip(1)
+        .take(3)
+        .map(|c| c.split('<').next().unwrap().to_owned())
+        .collect();
+    // The customer signs in at the bank's authorization pages with those credentials
+    // and has accounts to share.
+    let pkce = Pkce::new();
+    let par = p.mtls.par(&pkce, "s", "n", &[]).await.unwrap();
+    let url = p.mtls.authorize_url(par.str("request_uri").unwrap());
+    p.clock.advance(30);
+    let otp = totp(&cells[2], p.clock.now()).unwrap();
+    let back = p
+        .customer()
+        .authorize(&url, &cells[0], &cells[1], &otp, true)
+        .await
+        .unwrap();
+    assert!(param(&back, "code").is_some(), "{back}");
+    let bank = p.state().bank.clone();
+    let sub = p
+        .state()
+        .store
+        .find_customer_by_username(&cells[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let customer = bank.customer_for_subject(&sub).await.unwrap().unwrap();
+    assert!(!bank.accounts(&customer.id).await.unwrap().is_empty());
+    p.finish().await;
+}

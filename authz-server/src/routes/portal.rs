@@ -61,6 +61,9 @@ pub(crate) struct Session {
     expires_at: i64,
     #[serde(default)]
     pub(crate) flash: Option<String>,
+    /// A TOTP secret being enrolled, sealed (the session lives in the ephemeral store).
+    #[serde(default)]
+    pending_totp: Option<String>,
 }
 
 /// The signed-in developer of a request.
@@ -261,6 +264,7 @@ fn new_session(now: i64) -> Session {
         failed: 0,
         expires_at: now + IDLE_SECS,
         flash: None,
+        pending_totp: None,
     }
 }
 
@@ -909,6 +913,19 @@ pub async fn get_org(
         Ok(v) => v,
         Err(e) => return store_err(e),
     };
+    let mut test_customers = Vec::new();
+    if can_manage_apps(&role) {
+        let list = match p.test_customers(Some(&org_id)).await {
+            Ok(l) => l,
+            Err(e) => return store_err(e),
+        };
+        for t in &list {
+            match crate::routes::portal_apps::open_test_customer(&st, t).await {
+                Ok(c) => test_customers.push(c),
+                Err(e) => return server_error(&e),
+            }
+        }
+    }
     let notice = take_flash(&st, &mut dev).await;
     render(
         pui::render_org(
@@ -946,6 +963,7 @@ pub async fn get_org(
                     })
                     .collect(),
                 audit: audit_rows.into_iter().map(audit_view).collect(),
+                test_customers,
                 notice,
                 error: None,
             },
@@ -1160,6 +1178,138 @@ pub async fn post_member_remove(
     }
 }
 
+// ---------- second factor ----------
+
+fn security_page(dev: &Dev, p: pui::SecurityPage, status: StatusCode) -> Response {
+    render(
+        pui::render_security(
+            Some(&dev.nav()),
+            &pui::SecurityPage {
+                csrf: dev.session.csrf.clone(),
+                totp_on: dev.rec.totp_secret.is_some(),
+                ..p
+            },
+        ),
+        status,
+    )
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn get_security(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let mut dev = match signed_in(&st, &headers, None).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let notice = take_flash(&st, &mut dev).await;
+    security_page(
+        &dev,
+        pui::SecurityPage {
+            notice,
+            ..Default::default()
+        },
+        StatusCode::OK,
+    )
+}
+
+/// The enrolment step: the QR code and key of the pending secret.
+fn enrol_page(dev: &Dev, secret: &str, error: Option<&str>) -> Response {
+    let uri = crate::password::otpauth_uri("Wekeza Developers", &dev.rec.username, secret);
+    let qr = match crate::password::qr_svg(&uri) {
+        Ok(q) => q,
+        Err(e) => return server_error(&OAuthError::server_error(e.to_string())),
+    };
+    security_page(
+        dev,
+        pui::SecurityPage {
+            qr_svg: Some(qr),
+            secret_text: secret.to_owned(),
+            error: error.map(str::to_owned),
+            ..Default::default()
+        },
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+    )
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn post_totp_start(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Form::parse(&body);
+    let mut dev = match signed_in(&st, &headers, Some(f.get("csrf"))).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if dev.rec.totp_secret.is_some() {
+        return redirect_303("/portal/security");
+    }
+    let secret = crate::password::new_totp_secret();
+    match st.secrets.seal(&dev.rec.id, &secret) {
+        Ok(sealed) => dev.session.pending_totp = Some(sealed),
+        Err(e) => return server_error(&OAuthError::server_error(e.to_string())),
+    }
+    if let Err(r) = save(&st, &dev.session).await {
+        return r;
+    }
+    enrol_page(&dev, &secret, None)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn post_totp_confirm(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Form::parse(&body);
+    let mut dev = match signed_in(&st, &headers, Some(f.get("csrf"))).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(sealed) = dev.session.pending_totp.clone() else {
+        return redirect_303("/portal/security");
+    };
+    let secret = match st.secrets.open(&dev.rec.id, &sealed) {
+        Ok(o) => o.secret,
+        Err(e) => return server_error(&OAuthError::server_error(e.to_string())),
+    };
+    let Some(step) = crate::password::totp_step(&secret, f.get("otp").trim(), st.clock.now())
+    else {
+        return enrol_page(
+            &dev,
+            &secret,
+            Some("That code is not right. Check the time on your device and try again."),
+        );
+    };
+    let pst = match portal(&st) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(e) = pst.set_developer_totp(&dev.rec.id, Some(&sealed)).await {
+        return store_err(e);
+    }
+    // The code just used is spent.
+    if let Err(e) = pst
+        .advance_developer_totp_step(&dev.rec.id, step as i64)
+        .await
+    {
+        return store_err(e);
+    }
+    dev.session.pending_totp = None;
+    tracing::info!(target: "audit", event = "portal_totp_enrolled", developer_id = %dev.rec.id, "developer enrolled TOTP");
+    flash_redirect(
+        &st,
+        &mut dev,
+        "Two-step sign-in is on. You will be asked for a code at every sign-in.",
+        "/portal/security",
+    )
+    .await
+}
+
 // ---------- start-up ----------
 
 /// At start: in sandbox mode, the bank reviewer (admin) account exists, its credentials
@@ -1264,6 +1414,13 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .route("/portal/apps/{app}/golive", post(apps::post_golive))
         .route("/portal/admin", get(apps::get_admin))
         .route("/portal/admin/apps/{app}/decide", post(apps::post_decide))
+        .route(
+            "/portal/orgs/{org}/test-customers",
+            post(apps::post_test_customer),
+        )
+        .route("/portal/security", get(get_security))
+        .route("/portal/security/totp/start", post(post_totp_start))
+        .route("/portal/security/totp/confirm", post(post_totp_confirm))
         .route("/portal/docs", get(crate::routes::portal_docs::get_docs))
         .route(
             "/portal/docs/guide",

@@ -284,7 +284,7 @@ pub(crate) async fn ensure_test_customer(
     create_test_customer(st, org_id).await
 }
 
-async fn open_test_customer(
+pub(crate) async fn open_test_customer(
     st: &AppState,
     t: &TestCustomerRecord,
 ) -> Result<(String, String, String), OAuthError> {
@@ -345,6 +345,53 @@ pub(crate) async fn create_test_customer(
     .map_err(crate::client_auth::store)?;
     link(st, &id);
     Ok((username, password, totp))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn post_test_customer(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = Form::parse(&body);
+    let mut dev = match signed_in(&st, &headers, Some(f.get("csrf"))).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match role(&st, &org_id, &dev).await {
+        Ok(Some(r)) if can_manage_apps(&r) => {}
+        Ok(Some(_)) => return forbidden(Some(&dev.nav()), "create test customers"),
+        Ok(None) => return not_found(Some(&dev.nav())),
+        Err(r) => return r,
+    }
+    let (username, _, _) = match create_test_customer(&st, &org_id).await {
+        Ok(c) => c,
+        Err(e) => return server_error(&e),
+    };
+    let a = audit(
+        &st,
+        &org_id,
+        None,
+        &dev.rec.username,
+        "test_customer_created",
+        &username,
+    )
+    .await;
+    let pst = match portal(&st) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(e) = pst.insert_portal_audit(&a).await {
+        return store_err(e);
+    }
+    flash_redirect(
+        &st,
+        &mut dev,
+        &format!("Test customer {username} created."),
+        &format!("/portal/orgs/{org_id}"),
+    )
+    .await
 }
 
 /// Test customers share the seeded sandbox customer's accounts (as the load-test pool does).
