@@ -612,11 +612,28 @@ async fn app_clients_complete_the_flow_with_the_kit() {
     let cc = tpp.client_credentials("accounts").await.unwrap();
     assert_eq!(cc.status, 200, "{:?}", cc.body);
 
-    // Deleting the app removes its client: /token refuses it.
+    // Deleting the app removes its client: /token refuses it, and the access token
+    // issued before is refused at userinfo (its consent is revoked).
+    let at = tokens.str("access_token").unwrap().to_owned();
+    let userinfo = tpp.endpoint("userinfo_endpoint");
+    assert_eq!(
+        tpp.get_with_token(&userinfo, &at, true)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let r = dev
         .post(&format!("/portal/apps/{mtls_app}/delete"), &[])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        tpp.get_with_token(&userinfo, &at, true)
+            .await
+            .unwrap()
+            .status,
+        401
+    );
     let cc = tpp.client_credentials("accounts").await.unwrap();
     assert_eq!(cc.status, 401, "{:?}", cc.body);
     assert_eq!(cc.error(), "invalid_client");
@@ -898,5 +915,112 @@ async fn sandbox_test_customers_sign_in_with_their_known_credentials() {
         .id;
     let customer = bank.customer_for_subject(&sub).await.unwrap().unwrap();
     assert!(!bank.accounts(&customer.id).await.unwrap().is_empty());
+
+    // Reset: a viewer may not; the owner's reset revokes the customer's consents and
+    // retires the customer (its credentials stop working); a fresh one is listed.
+    let r = viewer
+        .post(&format!("/portal/orgs/{org}/sandbox/reset"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = owner
+        .post(&format!("/portal/orgs/{org}/sandbox/reset"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+    let consents = p
+        .state()
+        .store
+        .list_consents_for_customer(&sub)
+        .await
+        .unwrap();
+    assert!(!consents.is_empty());
+    assert!(
+        consents
+            .iter()
+            .all(|c| c.status == authz_store::ConsentStatus::Revoked)
+    );
+    let page = owner.get(&format!("/portal/orgs/{org}")).await;
+    let table = page
+        .html
+        .split("<tbody>")
+        .nth(1)
+        .unwrap()
+        .split("</tbody>")
+        .next()
+        .unwrap();
+    assert!(
+        !table.contains(&cells[0]) && table.contains("tester-"),
+        "{table}"
+    );
+    let par = p.mtls.par(&pkce, "s2", "n2", &[]).await.unwrap();
+    let url = p.mtls.authorize_url(par.str("request_uri").unwrap());
+    p.clock.advance(30);
+    let otp = totp(&cells[2], p.clock.now()).unwrap();
+    assert!(
+        p.customer()
+            .authorize(&url, &cells[0], &cells[1], &otp, true)
+            .await
+            .is_err()
+    );
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn rotated_keys_replace_the_old_ones() {
+    let p = TestPlatform::spawn().await;
+    let cb = format!("{}/sandbox/callback", p.kit.issuer);
+    let dev = DevAgent::signup(&p, "rita").await;
+    let org = dev.create_org("Rotation Ltd").await;
+    let r = dev
+        .create_app(
+            &org,
+            &app_form(
+                "Rotor",
+                &cb,
+                &[("auth_method", "private_key_jwt"), ("keys", "generate")],
+            ),
+        )
+        .await;
+    let app_id = attr_after(&r.html, "href=\"/portal/apps/");
+    let (dir, kit) = save_kit(&p, &kit_from_secrets_page(&r.html), &[]);
+    let old = tpp_of(&p, &kit).await;
+    assert_eq!(
+        old.client_credentials("accounts").await.unwrap().status,
+        200
+    );
+
+    // A JWKS with private members is refused at rotation too; nothing changes.
+    let key = SigningKey::generate(Alg::ES256, "rot-2").unwrap();
+    let private = json!({"keys": [key.to_private_jwk().unwrap()]}).to_string();
+    let r = dev
+        .post(
+            &format!("/portal/apps/{app_id}/keys"),
+            &[("jwks", &private)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        old.client_credentials("accounts").await.unwrap().status,
+        200
+    );
+
+    // The new public key replaces the old one: old assertions are refused.
+    let public = json!({"keys": [key.public_jwk()]}).to_string();
+    let r = dev
+        .post(&format!("/portal/apps/{app_id}/keys"), &[("jwks", &public)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+    let refused = old.client_credentials("accounts").await.unwrap();
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    let client_id = kit.clients[0].client_id.clone();
+    std::fs::write(
+        dir.join(format!("{client_id}.jwk.json")),
+        serde_json::to_vec(&key.to_private_jwk().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let new = tpp_of(&p, &Kit::load(&dir.join("kit.json")).unwrap()).await;
+    assert_eq!(
+        new.client_credentials("accounts").await.unwrap().status,
+        200
+    );
     p.finish().await;
 }

@@ -1418,6 +1418,10 @@ pub fn router() -> axum::Router<Arc<AppState>> {
             "/portal/orgs/{org}/test-customers",
             post(apps::post_test_customer),
         )
+        .route(
+            "/portal/orgs/{org}/sandbox/reset",
+            post(apps::post_sandbox_reset),
+        )
         .route("/portal/security", get(get_security))
         .route("/portal/security/totp/start", post(post_totp_start))
         .route("/portal/security/totp/confirm", post(post_totp_confirm))

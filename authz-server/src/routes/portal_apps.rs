@@ -394,6 +394,116 @@ pub async fn post_test_customer(
     .await
 }
 
+/// Reset the org's sandbox data: every test customer's live consents are revoked (with
+/// their refresh tokens), the customers are locked out (password and TOTP replaced by
+/// unknown values) and forgotten, and one fresh test customer is made.
+#[tracing::instrument(skip_all)]
+pub async fn post_sandbox_reset(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(org_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = Form::parse(&body);
+    let mut dev = match signed_in(&st, &headers, Some(f.get("csrf"))).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match role(&st, &org_id, &dev).await {
+        Ok(Some(r)) if can_manage_apps(&r) => {}
+        Ok(Some(_)) => return forbidden(Some(&dev.nav()), "reset sandbox data"),
+        Ok(None) => return not_found(Some(&dev.nav())),
+        Err(r) => return r,
+    }
+    match reset(&st, &org_id, &dev.rec.username).await {
+        Ok(n) => {
+            let a = audit(
+                &st,
+                &org_id,
+                None,
+                &dev.rec.username,
+                "sandbox_reset",
+                &format!("{n} consents revoked"),
+            )
+            .await;
+            let pst = match portal(&st) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            if let Err(e) = pst.insert_portal_audit(&a).await {
+                return store_err(e);
+            }
+            flash_redirect(
+                &st,
+                &mut dev,
+                "Sandbox data reset: a fresh test customer is ready.",
+                &format!("/portal/orgs/{org_id}"),
+            )
+            .await
+        }
+        Err(e) => server_error(&e),
+    }
+}
+
+async fn reset(st: &AppState, org_id: &str, actor: &str) -> Result<usize, OAuthError> {
+    use authz_store::{AuditEntry, ConsentStatus};
+    let s = crate::client_auth::store;
+    let pst = st
+        .store
+        .portal()
+        .ok_or_else(|| OAuthError::server_error("no portal store"))?;
+    let now = st.clock.now();
+    let mut revoked = 0;
+    for t in pst.test_customers(Some(org_id)).await.map_err(s)? {
+        for c in st
+            .store
+            .list_consents_for_customer(&t.customer_id)
+            .await
+            .map_err(s)?
+        {
+            let audit = AuditEntry {
+                consent_id: c.id.clone(),
+                at: now,
+                actor: format!("portal:{actor}"),
+                action: "revoked".into(),
+                detail: "sandbox reset".into(),
+            };
+            if st
+                .store
+                .transition_consent(
+                    &c.id,
+                    &[
+                        ConsentStatus::AwaitingAuthorisation,
+                        ConsentStatus::Authorised,
+                    ],
+                    ConsentStatus::Revoked,
+                    &audit,
+                )
+                .await
+                .map_err(s)?
+            {
+                st.store
+                    .revoke_refresh_tokens_for_consent(&c.id, now)
+                    .await
+                    .map_err(s)?;
+                revoked += 1;
+            }
+        }
+        if let Some(mut c) = st.store.find_customer(&t.customer_id).await.map_err(s)? {
+            let sealing = |e: anyhow::Error| OAuthError::server_error(e.to_string());
+            c.password_hash = crate::password::hash(&crate::random_token(24)).map_err(sealing)?;
+            c.totp_secret = st
+                .secrets
+                .seal(&c.id, &crate::password::new_totp_secret())
+                .map_err(sealing)?;
+            st.store.upsert_customer(&c).await.map_err(s)?;
+        }
+    }
+    pst.delete_test_customers(org_id).await.map_err(s)?;
+    create_test_customer(st, org_id).await?;
+    Ok(revoked)
+}
+
 /// Test customers share the seeded sandbox customer's accounts (as the load-test pool does).
 fn link(st: &AppState, customer_id: &str) {
     if let Some(bank) = &st.sandbox_bank {
