@@ -120,6 +120,7 @@ pub trait PortalStore: Send + Sync {
     async fn find_developer_by_login(&self, login: &str) -> StoreResult<Option<DeveloperRecord>>;
     async fn find_developer(&self, id: &str) -> StoreResult<Option<DeveloperRecord>>;
     async fn set_developer_totp(&self, id: &str, sealed: Option<&str>) -> StoreResult<()>;
+    async fn set_developer_password(&self, id: &str, password_hash: &str) -> StoreResult<()>;
     /// As for customers: `false` (nothing changed) if a step at or after `step` was used.
     async fn advance_developer_totp_step(&self, id: &str, step: i64) -> StoreResult<bool>;
 
@@ -321,6 +322,16 @@ impl PortalStore for SqlStore {
     async fn set_developer_totp(&self, id: &str, sealed: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE portal_developers SET totp_secret = $1 WHERE id = $2")
             .bind(sealed.map(str::to_owned))
+            .bind(id.to_owned())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn set_developer_password(&self, id: &str, password_hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE portal_developers SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash.to_owned())
             .bind(id.to_owned())
             .execute(self.pool())
             .await

@@ -1337,27 +1337,28 @@ pub async fn on_start(st: &AppState) -> anyhow::Result<()> {
         .and_then(|b| serde_json::from_slice(&b).ok());
     let current = matches!((&existing, &saved), (Some(d), Some(c)) if crate::password::verify(&c.password, &d.password_hash));
     if !current {
-        if existing.is_some() {
-            // Credentials file lost: the account cannot be signed into; start it over.
-            anyhow::bail!(
-                "the portal admin exists but {} is missing or stale; restore it or reset the database",
-                path.display()
-            );
-        }
+        // First start, or the credentials file was lost: a new password, written again.
         let password = crate::random_password();
-        let rec = DeveloperRecord {
-            id: format!("dev-{}", uuid::Uuid::new_v4()),
-            username: ADMIN_USERNAME.into(),
-            email: "bank-reviewer@sandbox.wekeza.test".into(),
-            password_hash: crate::password::hash(&password)?,
-            totp_secret: None,
-            totp_last_step: 0,
-            is_admin: true,
-            created_at: st.clock.now(),
-        };
-        p.insert_developer(&rec)
-            .await
-            .map_err(|e| anyhow::anyhow!("seeding the portal admin: {e}"))?;
+        let hash = crate::password::hash(&password)?;
+        match &existing {
+            Some(d) => p
+                .set_developer_password(&d.id, &hash)
+                .await
+                .map_err(|e| anyhow::anyhow!("resetting the portal admin: {e}"))?,
+            None => p
+                .insert_developer(&DeveloperRecord {
+                    id: format!("dev-{}", uuid::Uuid::new_v4()),
+                    username: ADMIN_USERNAME.into(),
+                    email: "bank-reviewer@sandbox.wekeza.test".into(),
+                    password_hash: hash,
+                    totp_secret: None,
+                    totp_last_step: 0,
+                    is_admin: true,
+                    created_at: st.clock.now(),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding the portal admin: {e}"))?,
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
