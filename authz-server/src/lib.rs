@@ -201,6 +201,7 @@ fn web_router(st: Arc<AppState>) -> Router {
         .route("/openapi.json", get(meta::get_openapi));
     if st.config.mode == Mode::Sandbox {
         r = r.route("/sandbox/callback", get(a::get_sandbox_callback));
+        r = r.merge(routes::portal::router());
     }
     r.route_layer(axum::middleware::from_fn_with_state(
         "as_web",
@@ -453,7 +454,9 @@ pub async fn start_with(
         auth,
         secrets,
         dcr,
+        sandbox_bank: (config.mode == Mode::Sandbox).then(|| bank.clone()),
     });
+    routes::portal::on_start(&state).await?;
 
     let chain = tls::load_chain(chain_pem.as_bytes())?;
     let key = tls::load_key(key_pem.as_bytes())?;

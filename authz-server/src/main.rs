@@ -288,6 +288,11 @@ fn banner(p: &authz_server::Platform) {
             "  customer TOTP secret      : {}  (current code: `cargo run --release -- totp`)",
             kit.customer.totp_secret
         );
+        println!("  developer portal          : {}/portal", st.issuer);
+        if let Some((u, pw)) = authz_server::routes::portal::admin_credentials(&st.config.certs_dir)
+        {
+            println!("  portal admin (go-live)    : username {u}  password {pw}");
+        }
     }
     println!();
 }

@@ -74,6 +74,8 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::SecretBox>,
     /// Dynamic client registration, when a trust anchor is configured (always in sandbox).
     pub dcr: Option<Arc<crate::routes::register::Dcr>>,
+    /// The sandbox bank itself (sandbox mode), to link portal test customers to accounts.
+    pub sandbox_bank: Option<Arc<core_bank::SandboxBank>>,
 }
 
 #[cfg(test)]

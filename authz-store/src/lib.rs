@@ -20,6 +20,7 @@ mod sql_events;
 mod sql_logos;
 mod sql_file_payments;
 mod sql_payments;
+mod sql_portal;
 mod sql_registration;
 mod sql_usage;
 #[cfg(any(test, feature = "testsuite"))]
@@ -52,6 +53,10 @@ pub use sql_file_payments::{
 pub use sql_payments::{
     Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,
+};
+pub use sql_portal::{
+    AppRecord, DeveloperRecord, InvitationRecord, MemberRecord, OrgRecord, PortalAuditEntry,
+    PortalStore, TestCustomerRecord,
 };
 pub use sql_registration::{Deregistered, RegistrationRecord, RegistrationStore};
 pub use sql_usage::{
@@ -247,6 +252,11 @@ pub trait DurableStore: Send + Sync {
 
     /// Plans and metered calls (`sql_usage.rs`, issue 9), if this backend keeps them.
     fn usage(&self) -> Option<&dyn UsageStore> {
+        None
+    }
+
+    /// The developer portal's storage (`sql_portal.rs`), if this backend has one.
+    fn portal(&self) -> Option<&dyn PortalStore> {
         None
     }
 }

@@ -378,6 +378,10 @@ impl DurableStore for SqlStore {
         Some(self)
     }
 
+    fn portal(&self) -> Option<&dyn crate::PortalStore> {
+        Some(self)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

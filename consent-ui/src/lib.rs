@@ -15,6 +15,7 @@
 
 pub mod dashboard;
 pub mod passkey;
+pub mod portal;
 pub mod security;
 pub mod usage;
 

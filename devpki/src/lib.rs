@@ -115,6 +115,33 @@ impl DevCa {
         self.sign(params, 825)
     }
 
+    /// A TPP client certificate for the key of a PKCS#10 request (its signature checked,
+    /// so the requester holds the key). Only the public key is taken from the request:
+    /// subject, extensions and validity are ours, as for [`Self::issue_client`]. Returns
+    /// the certificate as PEM and DER; the private key never comes here.
+    pub fn sign_client_csr(
+        &self,
+        csr_pem: &str,
+        common_name: &str,
+        organization: &str,
+    ) -> anyhow::Result<(String, Vec<u8>)> {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| anyhow::anyhow!("certificate signing request: {e}"))?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = dn(common_name, organization);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(825);
+        let req = rcgen::CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        };
+        let cert = req.signed_by(&self.issuer)?;
+        Ok((cert.pem(), cert.der().to_vec()))
+    }
+
     fn sign(&self, mut params: CertificateParams, days: i64) -> anyhow::Result<Issued> {
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::days(1);

@@ -21,6 +21,10 @@ pub struct Kit {
     /// The sandbox directory's public JWKS (the registration trust anchor).
     #[serde(default)]
     pub directory_jwks: Option<PathBuf>,
+    /// Files carried inline (a kit downloaded from the developer portal): name → content,
+    /// written next to the kit by [`Kit::unpack`]. Paths in such a kit are relative to it.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,7 +93,51 @@ impl Kit {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let bytes =
             std::fs::read(path).with_context(|| format!("reading kit {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing kit {}", path.display()))
+        let mut kit: Self = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing kit {}", path.display()))?;
+        // Relative paths (portal kits) are relative to the kit file, not to the caller.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        rel(&mut kit.ca_cert);
+        for c in &mut kit.clients {
+            rel(&mut c.cert);
+            rel(&mut c.key);
+            if let Some(j) = c.private_jwk.as_mut() {
+                rel(j);
+            }
+        }
+        Ok(kit)
+    }
+
+    /// Write the kit's inline `files` next to it (plain names only; private keys 0600),
+    /// leaving existing files alone.
+    pub fn unpack(path: &Path) -> anyhow::Result<()> {
+        let kit = Self::load(path)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for (name, content) in &kit.files {
+            let plain = Path::new(name)
+                .file_name()
+                .is_some_and(|f| f == std::ffi::OsStr::new(name));
+            if !plain {
+                anyhow::bail!("kit file name {name} is not a plain file name");
+            }
+            let target = dir.join(name);
+            if target.exists() {
+                continue;
+            }
+            std::fs::write(&target, content)
+                .with_context(|| format!("writing {}", target.display()))?;
+            #[cfg(unix)]
+            if name.ends_with(".key") || name.ends_with(".jwk.json") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+        Ok(())
     }
 
     /// The first certificate-bound client with this authentication method (not a

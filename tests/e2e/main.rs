@@ -21,6 +21,7 @@ mod par;
 mod passkey_backoff;
 mod payment_events;
 mod payments;
+mod portal;
 mod registration;
 mod resource;
 mod tls;

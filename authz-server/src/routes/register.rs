@@ -160,7 +160,7 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-fn supported() -> Supported<'static> {
+pub(crate) fn supported() -> Supported<'static> {
     Supported {
         scopes: &authz_core::discovery::SCOPES,
         authorization_details_types: openbanking::RAR_TYPES_SUPPORTED,
@@ -279,7 +279,7 @@ async fn fetch_registered(
     Ok((buf, content_type))
 }
 
-async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
+pub(crate) async fn fetch_jwks(dcr: &Dcr, uri: &str) -> Result<Value, ApiError> {
     let url = authz_core::registration::check_jwks_uri(uri)?;
     let (buf, _) = fetch_registered(dcr, url, MAX_JWKS_BYTES, "jwks_uri").await?;
     serde_json::from_slice(&buf).map_err(|_| {
