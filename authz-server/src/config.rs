@@ -99,6 +99,14 @@ pub struct Config {
     /// The same for the resource server when it runs as its own process (`wekeza rs`,
     /// started by `wekeza run`); 0 = off.
     pub rs_metrics_port: u16,
+    /// UK OB `x-jws-signature` on payment requests (ADR 0017): when true (default, sandbox
+    /// too) a `POST` to the payment-initiation API without a valid signature by one of
+    /// the TPP's registered keys is refused with 400 `UK.OBIE.Signature.Missing`/`Invalid`.
+    /// When false an absent signature is accepted; a present one is still verified.
+    pub jws_signature_required: bool,
+    /// The trust anchor every `x-jws-signature` names in `http://openbanking.org.uk/tan`
+    /// (ours in responses, the TPP's in requests). Sandbox: the sandbox directory.
+    pub jws_trust_anchor: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -155,6 +163,8 @@ impl Default for Config {
             software_statement_max_age_secs: 24 * 3600,
             metrics_port: 0,
             rs_metrics_port: 0,
+            jws_signature_required: true,
+            jws_trust_anchor: crate::provision::SANDBOX_TRUST_ANCHOR.into(),
         }
     }
 }

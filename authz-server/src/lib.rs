@@ -358,9 +358,11 @@ pub async fn start_with(
     let now = clock.now();
     let retention = config.access_token_ttl_secs.max(config.id_token_ttl_secs) + 300;
     let events_key = Arc::new(event_keys::load_or_create(&config.keys_dir, now)?);
+    let jws_key = Arc::new(event_keys::load_or_create_in(&config.keys_dir, "jws", now)?);
     let keys = Arc::new(
         KeyRing::load_or_create(&config.keys_dir, now, retention)?
-            .publish_also(events_key.public_jwk()),
+            .publish_also(events_key.public_jwk())
+            .publish_also(jws_key.public_jwk()),
     );
 
     let (chain_pem, key_pem, client_ca_pem, mut sandbox) = match config.mode {
@@ -475,6 +477,7 @@ pub async fn start_with(
                     events_store,
                     events_key,
                 )?),
+                jws: Some(rs_host::jws_from_config(&config, jws_key, &state.issuer)),
             },
             rx.clone(),
         )?;

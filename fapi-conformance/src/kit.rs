@@ -21,6 +21,9 @@ pub struct Kit {
     /// The sandbox directory's public JWKS (the registration trust anchor).
     #[serde(default)]
     pub directory_jwks: Option<PathBuf>,
+    /// `http://openbanking.org.uk/tan` of `x-jws-signature`s; absent in older kits.
+    #[serde(default)]
+    pub jws_trust_anchor: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +74,10 @@ pub struct KitClient {
     /// `"jwt"` for JARM responses; absent means plain query responses.
     #[serde(default)]
     pub response_mode: Option<String>,
+    /// The private JWK `x-jws-signature`s are signed with; absent in older kits (then
+    /// `private_jwk`, if any).
+    #[serde(default)]
+    pub signing_jwk: Option<PathBuf>,
 }
 
 impl KitClient {

@@ -26,6 +26,7 @@ pub mod error;
 pub mod event_dispatch;
 pub mod events;
 pub mod headers;
+pub mod jws_signature;
 pub mod jwt;
 pub mod ledger;
 pub mod ob;
@@ -70,6 +71,8 @@ pub struct AppState {
     /// Event subscriptions and polling; `None` = the event endpoints answer 404.
     pub events: Option<events::EventsState>,
     limiter: Arc<ratelimit::RateLimiter>,
+    /// `x-jws-signature` on payment requests and responses; `None` = neither (ADR 0017).
+    pub jws: Option<Arc<jws_signature::JwsSignatures>>,
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ impl AppState {
             rate_limit: None,
             events: None,
             limiter: Arc::new(ratelimit::RateLimiter::default()),
+            jws: None,
         }
     }
 
@@ -200,6 +204,10 @@ pub fn router(state: AppState) -> Router {
                 None,
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            jws_signature::sign_responses,
+        ))
         .layer(axum::middleware::from_fn(headers::fapi_headers))
         .with_state(state);
     api.merge(openapi::swagger_router())
