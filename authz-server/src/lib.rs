@@ -367,7 +367,7 @@ pub async fn start_with(
 
     let (chain_pem, key_pem, client_ca_pem, mut sandbox) = match config.mode {
         Mode::Sandbox => {
-            let sb = provision::ensure_sandbox(
+            let mut sb = provision::ensure_sandbox(
                 &config.certs_dir,
                 host,
                 &issuer,
@@ -375,6 +375,11 @@ pub async fn start_with(
                 &resource_base,
                 config.sandbox_load_customers,
             )?;
+            // The kit tells TPP tools the `tan` their x-jws-signatures must name.
+            if sb.kit.jws_trust_anchor.as_deref() != Some(config.jws_trust_anchor.as_str()) {
+                sb.kit.jws_trust_anchor = Some(config.jws_trust_anchor.clone());
+                keys::write_private(&sb.kit_path, &serde_json::to_vec_pretty(&sb.kit)?)?;
+            }
             (
                 sb.server_chain_pem.clone(),
                 sb.server_key_pem.clone(),

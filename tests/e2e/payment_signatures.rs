@@ -329,11 +329,17 @@ async fn the_response_signing_key_cannot_mint_access_tokens() {
 }
 
 /// With `jws_signature_required = false` an unsigned request passes, a bad signature is
-/// still refused.
+/// still refused; a configured trust anchor reaches the kit and is the one enforced.
 #[tokio::test]
 async fn optional_signatures_still_refuse_bad_ones() {
-    let p = TestPlatform::spawn_with(|c| c.jws_signature_required = false).await;
+    let p = TestPlatform::spawn_with(|c| {
+        c.jws_signature_required = false;
+        c.jws_trust_anchor = "ta.wekeza.example".into();
+    })
+    .await;
     let tpp = &p.mtls;
+    assert_eq!(p.kit.jws_trust_anchor.as_deref(), Some("ta.wekeza.example"));
+    assert_eq!(tpp.jws_trust_anchor, "ta.wekeza.example");
     let bob = accounts_of(&p, "bob");
     let body = serde_json::to_vec(&consent_body("5.00", &bob[0].number, None)).unwrap();
     let target = url(&p, "/domestic-payment-consents");
@@ -346,5 +352,22 @@ async fn optional_signatures_still_refuse_bad_ones() {
     let (r, _) = post(tpp, &target, &cc, &tampered, Some(&sig), &key()).await;
     assert_eq!(r.status, 400);
     assert_eq!(code(&r), "UK.OBIE.Signature.Invalid");
+    let (r, _) = post(tpp, &target, &cc, &body, Some(&sig), &key()).await;
+    assert_eq!(
+        r.status, 201,
+        "signed under the configured anchor: {:?}",
+        r.body
+    );
+    let key_ = tpp.signer.clone().unwrap();
+    let default_tan = detached::sign(
+        &key_,
+        &body,
+        &tpp.client_id,
+        "directory.sandbox.wekeza.test",
+        now(&p),
+    )
+    .unwrap();
+    let (r, _) = post(tpp, &target, &cc, &body, Some(&default_tan), &key()).await;
+    assert_eq!(code(&r), "UK.OBIE.Signature.InvalidClaim", "{:?}", r.body);
     p.finish().await;
 }
