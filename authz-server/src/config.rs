@@ -131,6 +131,14 @@ pub struct Config {
     pub metering_retention_days: u32,
     /// ISO 4217 currency of plan prices and statements.
     pub billing_currency: String,
+    /// UK OB `x-jws-signature` on payment requests (ADR 0017): when true (default, sandbox
+    /// too) a `POST` to the payment-initiation API without a valid signature by one of
+    /// the TPP's registered keys is refused with 400 `UK.OBIE.Signature.Missing`/`Invalid`.
+    /// When false an absent signature is accepted; a present one is still verified.
+    pub jws_signature_required: bool,
+    /// The trust anchor every `x-jws-signature` names in `http://openbanking.org.uk/tan`
+    /// (ours in responses, the TPP's in requests). Sandbox: the sandbox directory.
+    pub jws_trust_anchor: String,
 }
 
 /// One gateway plan. Rates of 0 mean unlimited.
@@ -248,6 +256,8 @@ impl Default for Config {
             metering_flush_ms: 250,
             metering_retention_days: 90,
             billing_currency: "KES".into(),
+            jws_signature_required: true,
+            jws_trust_anchor: crate::provision::SANDBOX_TRUST_ANCHOR.into(),
         }
     }
 }

@@ -28,11 +28,17 @@ struct KeyFile {
 /// authorization server and `wekeza rs`) agree on one key: creation is exclusive and the
 /// loser reads the winner's file.
 pub fn load_or_create(keys_dir: &Path, now: i64) -> anyhow::Result<SigningKey> {
-    let dir = keys_dir.join("events");
+    load_or_create_in(keys_dir, "events", now)
+}
+
+/// [`load_or_create`] for another platform PS256 key in `keys_dir/sub` (kid `sub-…`):
+/// the `x-jws-signature` response key uses `jws` (ADR 0017).
+pub fn load_or_create_in(keys_dir: &Path, sub: &str, now: i64) -> anyhow::Result<SigningKey> {
+    let dir = keys_dir.join(sub);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(FILE);
     if !path.exists() {
-        let kid = format!("events-{}", crate::random_token(6));
+        let kid = format!("{sub}-{}", crate::random_token(6));
         let key = SigningKey::generate(ALG, kid.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let der = key.to_pkcs8().map_err(|e| anyhow::anyhow!("{e}"))?;
         let f = KeyFile {
@@ -56,8 +62,8 @@ pub fn load_or_create(keys_dir: &Path, now: i64) -> anyhow::Result<SigningKey> {
     .with_context(|| format!("parsing {}", path.display()))?;
     let der = STANDARD
         .decode(&f.pkcs8)
-        .context("events key is not base64")?;
-    SigningKey::from_pkcs8(f.alg, f.kid, &der).map_err(|e| anyhow::anyhow!("events key: {e}"))
+        .with_context(|| format!("{sub} key is not base64"))?;
+    SigningKey::from_pkcs8(f.alg, f.kid, &der).map_err(|e| anyhow::anyhow!("{sub} key: {e}"))
 }
 
 #[cfg(test)]

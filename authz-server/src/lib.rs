@@ -375,14 +375,16 @@ pub async fn start_with(
     let now = clock.now();
     let retention = config.access_token_ttl_secs.max(config.id_token_ttl_secs) + 300;
     let events_key = Arc::new(event_keys::load_or_create(&config.keys_dir, now)?);
+    let jws_key = Arc::new(event_keys::load_or_create_in(&config.keys_dir, "jws", now)?);
     let keys = Arc::new(
         KeyRing::load_or_create(&config.keys_dir, now, retention)?
-            .publish_also(events_key.public_jwk()),
+            .publish_also(events_key.public_jwk())
+            .publish_also(jws_key.public_jwk()),
     );
 
     let (chain_pem, key_pem, client_ca_pem, mut sandbox) = match config.mode {
         Mode::Sandbox => {
-            let sb = provision::ensure_sandbox(
+            let mut sb = provision::ensure_sandbox(
                 &config.certs_dir,
                 host,
                 &issuer,
@@ -390,6 +392,11 @@ pub async fn start_with(
                 &resource_base,
                 config.sandbox_load_customers,
             )?;
+            // The kit tells TPP tools the `tan` their x-jws-signatures must name.
+            if sb.kit.jws_trust_anchor.as_deref() != Some(config.jws_trust_anchor.as_str()) {
+                sb.kit.jws_trust_anchor = Some(config.jws_trust_anchor.clone());
+                keys::write_private(&sb.kit_path, &serde_json::to_vec_pretty(&sb.kit)?)?;
+            }
             (
                 sb.server_chain_pem.clone(),
                 sb.server_key_pem.clone(),
@@ -500,6 +507,7 @@ pub async fn start_with(
                 sandbox: config.mode == config::Mode::Sandbox,
                 housekeeping: rs_host::housekeeping_of(&config),
                 gateway: Some(gw.clone()),
+                jws: Some(rs_host::jws_from_config(&config, jws_key, &state.issuer)),
             },
             rx.clone(),
         )?;

@@ -151,6 +151,9 @@ pub struct Kit {
     /// Added: where the sandbox directory's public JWKS (the trust anchor) is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_jwks: Option<PathBuf>,
+    /// Added: the trust anchor (`http://openbanking.org.uk/tan`) of `x-jws-signature`s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jws_trust_anchor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,6 +200,11 @@ pub struct KitClient {
     /// Added: `"jwt"` for clients whose authorization responses are JARM JWTs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_mode: Option<String>,
+    /// Added: the private JWK this client signs `x-jws-signature`s with (its public half
+    /// is in the client's registered `jwks`): the `private_jwk` of `private_key_jwt`
+    /// clients (ES256), a PS256 key of its own for `tls_client_auth` ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_jwk: Option<PathBuf>,
 }
 
 pub struct Sandbox {
@@ -302,6 +310,7 @@ pub fn ensure_sandbox(
         let cert_pem = std::fs::read_to_string(&cert_path)?;
         let der = crate::tls::load_chain(cert_pem.as_bytes())?.remove(0);
         let subject = devpki::subject_dn(der.as_ref())?;
+        let mut signing_jwk = None;
         let (jwks, jwk_path) = if method == ClientAuthMethod::PrivateKeyJwt {
             let jwk_path = sb.join(format!("{id}.jwk.json"));
             let jwk = read_or(
@@ -324,8 +333,30 @@ pub fn ensure_sandbox(
                 Some(jwk_path),
             )
         } else {
-            (Jwks::default(), None)
+            // No client-authentication key, but payment requests are signed (ADR 0017).
+            let sig_path = sb.join(format!("{id}.sig.jwk.json"));
+            let jwk = read_or(
+                &sig_path,
+                || {
+                    let k = SigningKey::generate(Alg::PS256, format!("{id}-ps256"))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    Ok(serde_json::to_string_pretty(
+                        &k.to_private_jwk().map_err(|e| anyhow::anyhow!("{e}"))?,
+                    )?)
+                },
+                true,
+            )?;
+            let key = SigningKey::from_private_jwk(&serde_json::from_str(&jwk)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", sig_path.display()))?;
+            signing_jwk = Some(sig_path);
+            (
+                Jwks {
+                    keys: vec![key.public_jwk()],
+                },
+                None,
+            )
         };
+        let signing_jwk = signing_jwk.or_else(|| jwk_path.clone());
         let client = Client {
             client_id: id.into(),
             client_name: name.into(),
@@ -368,6 +399,7 @@ pub fn ensure_sandbox(
             tls_client_auth_subject_dn: client.tls_client_auth_subject_dn.clone(),
             sender_constraint: dpop.then(|| "dpop".to_owned()),
             request_object_signing: ms,
+            signing_jwk,
             response_mode: ms.then(|| "jwt".to_owned()),
         });
         clients.push(client);
@@ -401,6 +433,7 @@ pub fn ensure_sandbox(
         }),
         software_statement: None,
         directory_jwks: None,
+        jws_trust_anchor: Some(SANDBOX_TRUST_ANCHOR.into()),
     };
     write_private(&kit_path, &serde_json::to_vec_pretty(&kit)?)?;
     Ok(Sandbox {
@@ -415,6 +448,9 @@ pub fn ensure_sandbox(
 
 /// `iss` of the sandbox directory's software statements.
 pub const SANDBOX_DIRECTORY_ISSUER: &str = "https://directory.sandbox.wekeza.test";
+/// The `http://openbanking.org.uk/tan` of sandbox `x-jws-signature`s (ADR 0017): the
+/// sandbox directory's domain, where the TPPs' signing keys are registered.
+pub const SANDBOX_TRUST_ANCHOR: &str = "directory.sandbox.wekeza.test";
 pub const SANDBOX_ORG_ID: &str = "sandbox-tpp-org";
 pub const SANDBOX_SOFTWARE_ID: &str = "sandbox-tpp-software";
 

@@ -65,6 +65,22 @@ pub struct RsInputs {
     pub housekeeping: resource_server::alerts::Housekeeping,
     /// Plans, rate limits, quotas and metering in front of every route (ADR 0015).
     pub gateway: Option<Arc<crate::gateway::Gateway>>,
+    /// `x-jws-signature` on payment requests and responses (ADR 0017).
+    pub jws: Option<Arc<resource_server::jws_signature::JwsSignatures>>,
+}
+
+/// The `x-jws-signature` settings of `config`, responses signed with `key` as `issuer`.
+pub fn jws_from_config(
+    config: &crate::config::Config,
+    key: Arc<fapi_jose::SigningKey>,
+    issuer: &str,
+) -> Arc<resource_server::jws_signature::JwsSignatures> {
+    Arc::new(resource_server::jws_signature::JwsSignatures::new(
+        key,
+        issuer,
+        config.jws_trust_anchor.clone(),
+        config.jws_signature_required,
+    ))
 }
 
 /// What the event endpoints and the dispatcher need.
@@ -194,6 +210,7 @@ pub fn spawn(
     let mut state = resource_server::AppState::new(bank, gated, i.store, clock, i.base_url);
     state.events = events;
     state.sandbox = i.sandbox;
+    state.jws = i.jws;
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });
@@ -307,6 +324,11 @@ pub async fn start_standalone(
         &config.keys_dir,
         clock.now(),
     )?);
+    let jws_key = Arc::new(crate::event_keys::load_or_create_in(
+        &config.keys_dir,
+        "jws",
+        clock.now(),
+    )?);
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).with_context(|| {
             format!(
@@ -361,8 +383,9 @@ pub async fn start_standalone(
     }
     let keys =
         keys.with_context(|| format!("fetching the authorization server's keys from {jwks_url}"))?;
-    // The JWKS also publishes the events key; access tokens are never accepted under it.
-    let keys = without_kid(keys, events_key.kid());
+    // The JWKS also publishes the events and response-signing keys; access tokens are
+    // never accepted under them.
+    let keys = without_kid(without_kid(keys, events_key.kid()), jws_key.kid());
 
     let bind: std::net::IpAddr = config.bind_address.parse()?;
     let tcp = TcpListener::bind((bind, config.rs_port))
@@ -384,6 +407,7 @@ pub async fn start_standalone(
     };
     let (gateway, gateway_tasks) =
         crate::gateway::Gateway::start(&config, usage, clock.clone(), rx.clone()).await?;
+    let jws = jws_from_config(&config, jws_key.clone(), &issuer);
     let (verifier, task) = spawn(
         tcp,
         tls,
@@ -405,15 +429,17 @@ pub async fn start_standalone(
             sandbox: config.mode == crate::config::Mode::Sandbox,
             housekeeping: housekeeping_of(&config),
             gateway: Some(gateway.clone()),
+            jws: Some(jws),
         },
         rx,
     )?;
     let events_kid = events_key.kid().to_owned();
+    let jws_kid = jws_key.kid().to_owned();
     let refresh = tokio::spawn(async move {
         loop {
             tokio::time::sleep(JWKS_REFRESH).await;
             match fetch_jwks(&http, &jwks_url).await {
-                Ok(k) => verifier.set_keys(without_kid(k, &events_kid)),
+                Ok(k) => verifier.set_keys(without_kid(without_kid(k, &events_kid), &jws_kid)),
                 Err(e) => {
                     tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys")
                 }

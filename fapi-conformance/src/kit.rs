@@ -25,6 +25,9 @@ pub struct Kit {
     /// written next to the kit by [`Kit::unpack`]. Paths in such a kit are relative to it.
     #[serde(default)]
     pub files: std::collections::BTreeMap<String, String>,
+    /// `http://openbanking.org.uk/tan` of `x-jws-signature`s; absent in older kits.
+    #[serde(default)]
+    pub jws_trust_anchor: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +78,10 @@ pub struct KitClient {
     /// `"jwt"` for JARM responses; absent means plain query responses.
     #[serde(default)]
     pub response_mode: Option<String>,
+    /// The private JWK `x-jws-signature`s are signed with; absent in older kits (then
+    /// `private_jwk`, if any).
+    #[serde(default)]
+    pub signing_jwk: Option<PathBuf>,
 }
 
 impl KitClient {

@@ -123,7 +123,18 @@ pub struct Tpp {
     /// Clock for the `iat`/`exp` of the JWTs this TPP signs (real time unless a test
     /// points it at the server's clock).
     pub clock: ClockFn,
+    /// The key request bodies are signed with (`x-jws-signature`, UK OB): one registered
+    /// in the client's `jwks`. `None`: requests go unsigned.
+    pub signer: Option<Arc<SigningKey>>,
+    /// `http://openbanking.org.uk/tan` of those signatures.
+    pub jws_trust_anchor: String,
+    /// Clock for the signatures' `http://openbanking.org.uk/iat` (tests point it at the
+    /// server's clock without changing how the TPP authenticates).
+    pub jws_clock: ClockFn,
 }
+
+/// The sandbox trust anchor, for kits that do not name one.
+pub const DEFAULT_TRUST_ANCHOR: &str = "directory.sandbox.wekeza.test";
 
 pub fn https_client(ca_pem: &[u8], identity_pem: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
@@ -159,6 +170,15 @@ impl Tpp {
             "tls_client_auth" => Auth::TlsClientAuth,
             m => anyhow::bail!("unsupported auth method {m}"),
         };
+        let signer = match c.signing_jwk.as_ref().or(c.private_jwk.as_ref()) {
+            None => None,
+            Some(p) => {
+                let jwk: Value = serde_json::from_slice(&std::fs::read(p)?)?;
+                Some(Arc::new(
+                    SigningKey::from_private_jwk(&jwk).map_err(|e| anyhow::anyhow!("{e}"))?,
+                ))
+            }
+        };
         let http = https_client(&ca, Some(&identity))?;
         let http_no_cert = https_client(&ca, None)?;
         let discovery: Value = http_no_cert
@@ -190,6 +210,12 @@ impl Tpp {
             dpop,
             dpop_nonce: Arc::new(Mutex::new(None)),
             clock: Arc::new(now),
+            signer,
+            jws_trust_anchor: kit
+                .jws_trust_anchor
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TRUST_ANCHOR.to_owned()),
+            jws_clock: Arc::new(now),
         })
     }
 
@@ -550,9 +576,13 @@ impl Tpp {
             );
         }
         if let Some(b) = body {
+            let b = b.to_string();
+            if let Some(sig) = self.jws_signature(b.as_bytes()) {
+                req = req.header("x-jws-signature", sig);
+            }
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_string());
+                .body(b);
         }
         reply(req.send().await?).await
     }
@@ -594,13 +624,86 @@ impl Tpp {
             );
         }
         if let Some(b) = body {
+            let b = b.to_string();
+            let caller_signs = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("x-jws-signature"));
+            if !caller_signs && let Some(sig) = self.jws_signature(b.as_bytes()) {
+                req = req.header("x-jws-signature", sig);
+            }
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_string());
+                .body(b);
         }
         let r = reply(req.send().await?).await?;
         self.remember_dpop_nonce(&r);
         Ok(r)
+    }
+
+    /// The `x-jws-signature` (UK OB detached JWS) of `body` by this TPP's signing key, as
+    /// itself (`iss` = client id), now; `None` without a signing key.
+    pub fn jws_signature(&self, body: &[u8]) -> Option<String> {
+        let key = self.signer.as_ref()?;
+        fapi_jose::detached::sign(
+            key,
+            body,
+            &self.client_id,
+            &self.jws_trust_anchor,
+            (self.jws_clock)(),
+        )
+        .ok()
+    }
+
+    /// A resource call with exactly this body (none when empty) and these headers (no
+    /// signature added), for tests of tampered bodies and bad signatures; the reply and
+    /// its exact body bytes (what a response `x-jws-signature` covers).
+    pub async fn resource_raw(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(Reply, Vec<u8>)> {
+        let (http, scheme) = if self.uses_dpop() {
+            (&self.http_no_cert, "DPoP")
+        } else {
+            (&self.http, "Bearer")
+        };
+        let mut req = http
+            .request(method.clone(), url)
+            .header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"))
+            .header(reqwest::header::ACCEPT, "application/json");
+        if !body.is_empty() {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if self.uses_dpop() {
+            let htu = url.split('?').next().unwrap_or(url);
+            req = req.header(
+                "DPoP",
+                self.dpop_proof(
+                    method.as_str(),
+                    htu,
+                    Some(token),
+                    self.current_dpop_nonce().as_deref(),
+                ),
+            );
+        }
+        let resp = req.send().await?;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let raw = resp.bytes().await?.to_vec();
+        let r = Reply {
+            status,
+            headers,
+            body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+        };
+        self.remember_dpop_nonce(&r);
+        Ok((r, raw))
     }
 
     /// [`Tpp::get_dpop_raw`] with extra headers and, when `with_cert`, the client

@@ -8,6 +8,8 @@
 //! Shared by the authorization server, the resource server and the test/TPP tooling, so
 //! none of them depends on the others' internals.
 
+pub mod detached;
+
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -369,8 +371,10 @@ impl SigningKey {
                     rng: SystemRandom::new(),
                 })
             }
+            // RSA: the sandbox kit's own form (see `to_private_jwk`).
+            (Some("RSA"), _) => Self::from_pkcs8(Alg::PS256, kid, &s(RSA_PKCS8_MEMBER)?),
             _ => Err(JoseError::BadKey(
-                "only EC P-256 and Ed25519 private JWKs are supported",
+                "only EC P-256, Ed25519 and kit RSA private JWKs are supported",
             )),
         }
     }
@@ -394,7 +398,13 @@ impl SigningKey {
                 b64(bin.as_ref())
             }
             KeyKind::Rsa(_) => {
-                return Err(JoseError::BadKey("RSA private JWK export not supported"));
+                // aws-lc-rs does not expose the CRT parameters a standard RSA private
+                // JWK needs, so the kit file carries the PKCS#8 DER instead of `d`.
+                let der = self.to_pkcs8()?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(RSA_PKCS8_MEMBER.into(), b64(&der).into());
+                }
+                return Ok(v);
             }
         };
         if let Some(o) = v.as_object_mut() {
@@ -511,6 +521,9 @@ pub struct Unverified {
     token: String,
     signature: Vec<u8>,
 }
+
+/// Member of a kit RSA private JWK holding the key as base64url PKCS#8 DER.
+const RSA_PKCS8_MEMBER: &str = "x_pkcs8";
 
 /// Upper bound on token size, so a hostile input cannot make us decode megabytes.
 pub const MAX_JWS_LEN: usize = 16 * 1024;
@@ -634,7 +647,7 @@ mod tests {
 
     #[test]
     fn private_jwk_round_trip_and_thumbprint() {
-        for alg in [Alg::ES256, Alg::EdDSA] {
+        for alg in Alg::ALL {
             let k = SigningKey::generate(alg, "tpp").unwrap();
             let jwk = k.to_private_jwk().unwrap();
             let k2 = SigningKey::from_private_jwk(&jwk).unwrap();

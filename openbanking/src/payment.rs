@@ -556,6 +556,136 @@ pub fn sandbox_clearing(amount_minor: i64) -> ClearingOutcome {
     }
 }
 
+// ---- RFC 9396 `payment_initiation` (ADR 0017; not routed yet) ----------------------------
+
+/// The RFC 9396 `type` that carries a domestic payment consent.
+pub const RAR_TYPE_PAYMENT_INITIATION: &str = "payment_initiation";
+
+/// `instructionIdentification` / `endToEndIdentification` when the TPP sends none
+/// (the ISO 20022 convention for an end-to-end id the initiator did not give).
+pub const NOT_PROVIDED: &str = "NOTPROVIDED";
+
+/// One `payment_initiation` entry of `authorization_details`, in camelCase:
+///
+/// ```json
+/// {"type": "payment_initiation",
+///  "instructedAmount": {"amount": "12.50", "currency": "KES"},
+///  "creditorAccount": {"schemeName": "KE.WEKEZA.AccountNumber", "identification": "…"},
+///  "creditorName": "Bob's Shop",
+///  "remittanceInformation": {"reference": "INV-1", "unstructured": "…"},
+///  "debtorAccount": {"schemeName": "…", "identification": "…"},
+///  "instructionIdentification": "…", "endToEndIdentification": "…",
+///  "localInstrument": "…", "risk": {…}}
+/// ```
+///
+/// mapped onto the OB consent body and validated by [`parse_consent_body`], so both ways
+/// in obey one set of rules and store one shape. `creditorName` may instead be
+/// `creditorAccount.name`; the RFC 9396 common fields (`locations`, `actions`,
+/// `datatypes`, `identifier`, `privileges`) are refused, as is anything else unknown.
+pub fn parse_payment_initiation_details(entry: &Value) -> Result<ConsentRequest, PaymentError> {
+    let o = entry
+        .as_object()
+        .ok_or_else(|| perr(codes::FIELD_INVALID, "", "the entry must be a JSON object"))?;
+    const FIELDS: &[&str] = &[
+        "type",
+        "instructedAmount",
+        "creditorAccount",
+        "creditorName",
+        "remittanceInformation",
+        "debtorAccount",
+        "instructionIdentification",
+        "endToEndIdentification",
+        "localInstrument",
+        "risk",
+    ];
+    if let Some(k) = o.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(perr(codes::FIELD_UNEXPECTED, k, "unknown field"));
+    }
+    if o.get("type").and_then(Value::as_str) != Some(RAR_TYPE_PAYMENT_INITIATION) {
+        return Err(perr(
+            codes::FIELD_INVALID,
+            "type",
+            "must be payment_initiation",
+        ));
+    }
+    // camelCase members → the OB PascalCase ones; anything unknown inside stays unknown
+    // (and is refused by the OB rules, under its OB name).
+    fn pascal(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let mut c = k.chars();
+                        let k = match c.next() {
+                            Some(f) => f.to_uppercase().chain(c).collect(),
+                            None => String::new(),
+                        };
+                        (k, pascal(v))
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let mut init = Map::new();
+    for (rar, ob) in [
+        ("instructedAmount", "InstructedAmount"),
+        ("creditorAccount", "CreditorAccount"),
+        ("remittanceInformation", "RemittanceInformation"),
+        ("debtorAccount", "DebtorAccount"),
+        ("instructionIdentification", "InstructionIdentification"),
+        ("endToEndIdentification", "EndToEndIdentification"),
+        ("localInstrument", "LocalInstrument"),
+    ] {
+        if let Some(v) = o.get(rar) {
+            init.insert(ob.into(), pascal(v));
+        }
+    }
+    for id in ["InstructionIdentification", "EndToEndIdentification"] {
+        init.entry(id).or_insert_with(|| NOT_PROVIDED.into());
+    }
+    if let Some(name) = o.get("creditorName") {
+        let acct = init
+            .get_mut("CreditorAccount")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| perr(codes::FIELD_MISSING, "creditorAccount", "required"))?;
+        if acct.contains_key("Name") {
+            return Err(perr(
+                codes::FIELD_INVALID,
+                "creditorName",
+                "give creditorName or creditorAccount.name, not both",
+            ));
+        }
+        acct.insert("Name".into(), name.clone());
+    }
+    let body = serde_json::json!({
+        "Data": {"Initiation": Value::Object(init)},
+        "Risk": o.get("risk").cloned().unwrap_or_else(|| Value::Object(Map::new())),
+    });
+    parse_consent_body(&body).map_err(|mut e| {
+        e.path = rar_path(&e.path);
+        e
+    })
+}
+
+/// `Data.Initiation.InstructedAmount.Amount` → `instructedAmount.amount`.
+fn rar_path(ob: &str) -> String {
+    let p = ob.strip_prefix("Data.Initiation.").unwrap_or(ob);
+    if p == "Risk" || p.starts_with("Risk.") {
+        return format!("r{}", &p[1..]);
+    }
+    p.split('.')
+        .map(|seg| {
+            let mut c = seg.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().chain(c).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -839,5 +969,46 @@ mod tests {
             d.initiation.to_value(),
             consent_body()["Data"]["Initiation"]
         );
+    }
+
+    #[test]
+    fn rar_payment_initiation_maps_onto_the_consent_rules() {
+        let ok = json!({
+            "type": "payment_initiation",
+            "instructedAmount": {"amount": "12.50", "currency": "KES"},
+            "creditorAccount": {"schemeName": "KE.WEKEZA.AccountNumber", "identification": "0123456789"},
+            "creditorName": "Bob's Shop",
+            "remittanceInformation": {"reference": "INV-1"}
+        });
+        let r = parse_payment_initiation_details(&ok).unwrap();
+        assert_eq!(r.initiation.amount_minor().unwrap(), 1250);
+        assert_eq!(
+            r.initiation.creditor_account.name.as_deref(),
+            Some("Bob's Shop")
+        );
+        assert_eq!(r.initiation.end_to_end_identification, NOT_PROVIDED);
+        assert_eq!(r.initiation.reference(), Some("INV-1"));
+        let bad = |edit: &dyn Fn(&mut Value)| {
+            let mut v = ok.clone();
+            edit(&mut v);
+            parse_payment_initiation_details(&v).unwrap_err()
+        };
+        let e = bad(&|v| v["instructedAmount"]["amount"] = json!("1.001"));
+        assert_eq!(
+            (e.code, e.path.as_str()),
+            (codes::FIELD_INVALID, "instructedAmount.amount")
+        );
+        let e = bad(&|v| v["unknown"] = json!(1));
+        assert_eq!(e.code, codes::FIELD_UNEXPECTED);
+        let e = bad(&|v| v["locations"] = json!(["https://rs"]));
+        assert_eq!(e.code, codes::FIELD_UNEXPECTED);
+        let e = bad(&|v| v["creditorAccount"]["iban"] = json!("x"));
+        assert_eq!(e.code, codes::FIELD_UNEXPECTED);
+        let e = bad(&|v| v["instructedAmount"]["currency"] = json!("XXX"));
+        assert_eq!(e.code, codes::UNSUPPORTED_CURRENCY);
+        let e = bad(&|v| v["creditorAccount"]["name"] = json!("Other"));
+        assert_eq!(e.path, "creditorName");
+        let e = bad(&|v| drop(v.as_object_mut().unwrap().remove("creditorAccount")));
+        assert_eq!(e.path, "creditorAccount");
     }
 }

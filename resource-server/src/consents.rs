@@ -38,20 +38,36 @@ impl FromRequestParts<AppState> for ClientAccess {
     type Rejection = ObError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ObError> {
-        let c = Credentials::from_parts(parts, state)?;
-        let grant = state
-            .verifier
-            .verify_client(
-                c.authorization,
-                c.cert.as_deref(),
-                c.dpop,
-                parts.method.as_str(),
-                &c.url,
-            )
-            .await?;
-        state.throttle(&grant.client_id)?;
-        Ok(Self(grant))
+        client_grant(parts, state, None).await.map(Self)
     }
+}
+
+/// The client-credentials caller of every TPP-for-itself endpoint: the token verified
+/// (for `scope`, or the account-information scope when `None`), bound to the request's
+/// certificate or DPoP proof, then throttled. The extractors of each API wrap it.
+pub(crate) async fn client_grant(
+    parts: &mut Parts,
+    state: &AppState,
+    scope: Option<&str>,
+) -> Result<ClientGrant, ObError> {
+    let c = Credentials::from_parts(parts, state)?;
+    let (method, cert) = (parts.method.as_str(), c.cert.as_deref());
+    let grant = match scope {
+        None => {
+            state
+                .verifier
+                .verify_client(c.authorization, cert, c.dpop, method, &c.url)
+                .await?
+        }
+        Some(s) => {
+            state
+                .verifier
+                .verify_client_scope(c.authorization, cert, c.dpop, method, &c.url, s)
+                .await?
+        }
+    };
+    state.throttle(&grant.client_id)?;
+    Ok(grant)
 }
 
 // ---- OpenAPI shapes ------------------------------------------------------------------------

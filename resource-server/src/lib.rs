@@ -29,6 +29,7 @@ pub mod event_dispatch;
 pub mod events;
 pub mod file_payments;
 pub mod headers;
+pub mod jws_signature;
 pub mod jwt;
 pub mod ledger;
 pub mod ob;
@@ -75,6 +76,8 @@ pub struct AppState {
     limiter: Arc<ratelimit::RateLimiter>,
     /// A sandbox deployment: the sandbox tools' endpoints (incoming transfers) answer.
     pub sandbox: bool,
+    /// `x-jws-signature` on payment requests and responses; `None` = neither (ADR 0017).
+    pub jws: Option<Arc<jws_signature::JwsSignatures>>,
 }
 
 impl AppState {
@@ -106,6 +109,7 @@ impl AppState {
             events: None,
             limiter: Arc::new(ratelimit::RateLimiter::default()),
             sandbox: false,
+            jws: None,
         }
     }
 
@@ -217,6 +221,10 @@ pub fn router(state: AppState) -> Router {
                 None,
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            jws_signature::sign_responses,
+        ))
         .layer(axum::middleware::from_fn(headers::fapi_headers))
         .with_state(state);
     api.merge(openapi::swagger_router())

@@ -17,6 +17,7 @@
 use crate::AppState;
 use crate::auth::{ClientGrant, CustomerToken};
 use crate::error::{ObError, ObErrorResponse, codes};
+use crate::jws_signature::{SignatureCaller, SignedBody};
 use crate::ob::{self, Links, Meta};
 use crate::routes::{Credentials, self_link};
 use authz_store::{
@@ -51,19 +52,10 @@ impl FromRequestParts<AppState> for PaymentClient {
     type Rejection = ObError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ObError> {
-        let c = Credentials::from_parts(parts, state)?;
-        let grant = state
-            .verifier
-            .verify_client_scope(
-                c.authorization,
-                c.cert.as_deref(),
-                c.dpop,
-                parts.method.as_str(),
-                &c.url,
-                SCOPE_PAYMENTS,
-            )
-            .await?;
-        state.throttle(&grant.client_id)?;
+        let grant = crate::consents::client_grant(parts, state, Some(SCOPE_PAYMENTS)).await?;
+        parts
+            .extensions
+            .insert(SignatureCaller(grant.client_id.clone()));
         Ok(Self(grant))
     }
 }
@@ -88,6 +80,9 @@ impl FromRequestParts<AppState> for PaymentCustomer {
             )
             .await?;
         state.throttle(&t.client_id)?;
+        parts
+            .extensions
+            .insert(SignatureCaller(t.client_id.clone()));
         Ok(Self(t))
     }
 }
@@ -525,10 +520,11 @@ async fn own_payment(st: &AppState, client_id: &str, id: &str) -> Result<Payment
 
 #[utoipa::path(post, path = "/open-banking/v4.0/pisp/domestic-payment-consents", tag = "Domestic Payments",
     request_body(content = ObWriteDomesticConsent, content_type = "application/json"),
-    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original consent")),
+    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original consent"),
+        ("x-jws-signature" = String, Header, description = "Detached JWS (UK OB) over the exact body by a key in the client's registered jwks: PS256 or ES256, crit = OB iat, iss (client id), tan (the trust anchor). Required unless the platform is configured otherwise. The response carries one by the platform key in the AS JWKS")),
     responses(
         (status = 201, description = "Consent created, awaiting authorisation (AWAU); or the consent an earlier request with this key created", body = ObWriteDomesticConsentResponse),
-        (status = 400, description = "Invalid body, or the key was used with another request", body = ObErrorResponse),
+        (status = 400, description = "Invalid body; the key was used with another request; x-jws-signature missing or invalid (UK.OBIE.Signature.*)", body = ObErrorResponse),
         (status = 401, body = ObErrorResponse),
         (status = 403, description = "Not a client-credentials token with scope payments", body = ObErrorResponse),
         (status = 406, body = ObErrorResponse), (status = 415, body = ObErrorResponse),
@@ -538,7 +534,7 @@ pub async fn create_domestic_payment_consent(
     State(st): State<AppState>,
     PaymentClient(client): PaymentClient,
     headers: HeaderMap,
-    body: Bytes,
+    SignedBody(body): SignedBody,
 ) -> Result<Response, ObError> {
     let key = idempotency_key(&headers)?;
     let hash = request_hash("POST domestic-payment-consents", &body);
@@ -647,6 +643,23 @@ async fn bound_consent(
     Ok((r, d))
 }
 
+/// What an authorised consent debits: its debtor account (picked at authorisation when
+/// the TPP named none) and the amount in minor units.
+fn authorised_debit(
+    r: &ConsentRecord,
+    d: &PaymentConsentDetails,
+) -> Result<(String, i64), ObError> {
+    let debtor = d.debtor_account_id.clone().ok_or_else(|| {
+        tracing::error!(consent = %r.id, "authorised payment consent without a debtor account");
+        ObError::internal()
+    })?;
+    let amount = d.initiation.amount_minor().map_err(|e| {
+        tracing::error!(consent = %r.id, error = %e, "stored amount does not parse");
+        ObError::internal()
+    })?;
+    Ok((debtor, amount))
+}
+
 pub(crate) fn not_authorised(r: &ConsentRecord) -> ObError {
     ObError::bad_request(
         codes::INVALID_CONSENT_STATUS,
@@ -673,16 +686,9 @@ pub async fn get_funds_confirmation(
     if r.status != Stored::Authorised {
         return Err(not_authorised(&r));
     }
-    let debtor = d
-        .debtor_account_id
-        .as_deref()
-        .ok_or_else(ObError::internal)?;
-    let amount = d
-        .initiation
-        .amount_minor()
-        .map_err(|_| ObError::internal())?;
+    let (debtor, amount) = authorised_debit(&r, &d)?;
     let available = payments(&st)?
-        .ledger_account(debtor)
+        .ledger_account(&debtor)
         .await?
         .filter(|a| a.currency == d.initiation.instructed_amount.currency)
         .is_some_and(|a| a.available() >= amount);
@@ -705,10 +711,11 @@ pub async fn get_funds_confirmation(
 
 #[utoipa::path(post, path = "/open-banking/v4.0/pisp/domestic-payments", tag = "Domestic Payments",
     request_body(content = ObWriteDomestic, content_type = "application/json"),
-    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original payment, nothing paid twice")),
+    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original payment, nothing paid twice"),
+        ("x-jws-signature" = String, Header, description = "Detached JWS (UK OB) over the exact body, as for the consent")),
     responses(
         (status = 201, description = "The payment: ACSC (settled here), ACSP (to another bank, clearing), or RJCT with its reason (AM04 insufficient funds); the consent is COND", body = ObWriteDomesticResponse),
-        (status = 400, description = "Invalid body; Initiation or Risk differ from the consent (UK.OBIE.Resource.ConsentMismatch); consent not AUTH (UK.OBIE.Resource.InvalidConsentStatus); key used with another request", body = ObErrorResponse),
+        (status = 400, description = "Invalid body; Initiation or Risk differ from the consent (UK.OBIE.Resource.ConsentMismatch); consent not AUTH (UK.OBIE.Resource.InvalidConsentStatus); key used with another request; x-jws-signature missing or invalid (UK.OBIE.Signature.*)", body = ObErrorResponse),
         (status = 401, body = ObErrorResponse),
         (status = 403, description = "Not the customer's payments token for this consent (a client-credentials token, another consent, another customer)", body = ObErrorResponse),
         (status = 406, body = ObErrorResponse), (status = 415, body = ObErrorResponse),
@@ -718,7 +725,7 @@ pub async fn create_domestic_payment(
     State(st): State<AppState>,
     PaymentCustomer(t): PaymentCustomer,
     headers: HeaderMap,
-    body: Bytes,
+    SignedBody(body): SignedBody,
 ) -> Result<Response, ObError> {
     let key = idempotency_key(&headers)?;
     let hash = request_hash("POST domestic-payments", &body);
@@ -739,10 +746,7 @@ pub async fn create_domestic_payment(
         return Err(not_authorised(&r));
     }
     pay::check_matches_consent(&req, &d).map_err(pay_err)?;
-    let debtor_id = d.debtor_account_id.clone().ok_or_else(|| {
-        tracing::error!(consent = %r.id, "authorised payment consent without a debtor account");
-        ObError::internal()
-    })?;
+    let (debtor_id, amount) = authorised_debit(&r, &d)?;
     // The account must still be this customer's (it was when the consent was authorised).
     let customer = st
         .bank
@@ -755,10 +759,6 @@ pub async fn create_domestic_payment(
         .await?
         .filter(|a| a.customer_id == customer.id)
         .ok_or_else(|| ObError::forbidden("the debtor account is not the customer's"))?;
-    let amount = d
-        .initiation
-        .amount_minor()
-        .map_err(|_| ObError::internal())?;
     let (outcome, after) = match pay::sandbox_clearing(amount) {
         ClearingOutcome::Settle { after_secs } => ("settle", after_secs),
         ClearingOutcome::Reject { after_secs } => ("reject", after_secs),

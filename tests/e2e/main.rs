@@ -20,6 +20,7 @@ mod metrics;
 mod par;
 mod passkey_backoff;
 mod payment_events;
+mod payment_signatures;
 mod payments;
 mod portal;
 mod registration;

@@ -127,6 +127,7 @@ async fn tpp_for(
         sender_constraint: None,
         request_object_signing: false,
         response_mode: None,
+        signing_jwk: None,
     };
     Tpp::from_kit(&p.kit, &kc).await.unwrap()
 }

@@ -83,6 +83,12 @@ impl TestPlatform {
             .unwrap();
         let c = clock.clone();
         dpop.clock = Arc::new(move || c.now());
+        // x-jws-signature `iat`s follow the server clock, which tests move.
+        let (mut pkjwt, mut mtls) = (pkjwt, mtls);
+        for t in [&mut pkjwt, &mut mtls, &mut dpop] {
+            let c = clock.clone();
+            t.jws_clock = Arc::new(move || c.now());
+        }
         Self {
             platform: Some(platform),
             clock,

@@ -113,6 +113,7 @@ export async function startServer(name) {
         certPem: readFileSync(c.cert, 'utf8'),
         keyPem: readFileSync(c.key, 'utf8'),
         jwk: c.private_jwk ? JSON.parse(readFileSync(c.private_jwk, 'utf8')) : undefined,
+        signingJwk: c.signing_jwk ? JSON.parse(readFileSync(c.signing_jwk, 'utf8')) : undefined,
       };
     },
     async stop() {

@@ -2,7 +2,7 @@
 // calls (Bearer over the client certificate) and a UK OB account-access request (intent →
 // PAR naming it → the front-channel URL). The customer side is driven in Chromium.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { constants, createHash, createPrivateKey, randomBytes, randomUUID, sign } from 'node:crypto';
 import { tlsFetch } from './harness.mjs';
 
 const AISP = '/open-banking/v4.0/aisp';
@@ -66,7 +66,39 @@ export class SandboxTpp {
     return { status: r.status, body: text ? JSON.parse(text) : null };
   }
 
-  /** A payment-initiation call (`x-idempotency-key` set, a new one each call). */
+  /** The UK OB `x-jws-signature` (detached JWS, ADR 0017) of `bytes` with this client's
+   * signing key from the kit: PS256 (kit RSA keys carry PKCS#8 in `x_pkcs8`) or ES256. */
+  jwsSignature(bytes) {
+    const jwk = this.client.signingJwk ?? this.client.jwk;
+    assert.ok(jwk, `kit client ${this.clientId} has no signing key`);
+    const rsa = jwk.kty === 'RSA';
+    const key = rsa
+      ? createPrivateKey({ key: Buffer.from(jwk.x_pkcs8, 'base64url'), format: 'der', type: 'pkcs8' })
+      : createPrivateKey({ key: jwk, format: 'jwk' });
+    const header = {
+      alg: rsa ? 'PS256' : 'ES256',
+      kid: jwk.kid,
+      typ: 'JOSE',
+      cty: 'application/json',
+      'http://openbanking.org.uk/iat': Math.floor(Date.now() / 1000),
+      'http://openbanking.org.uk/iss': this.clientId,
+      'http://openbanking.org.uk/tan': this.server.kit.jws_trust_anchor,
+      crit: [
+        'http://openbanking.org.uk/iat',
+        'http://openbanking.org.uk/iss',
+        'http://openbanking.org.uk/tan',
+      ],
+    };
+    const h = b64url(JSON.stringify(header));
+    const input = Buffer.from(`${h}.${b64url(bytes)}`);
+    const sig = rsa
+      ? sign('sha256', input, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })
+      : sign('sha256', input, { key, dsaEncoding: 'ieee-p1363' });
+    return `${h}..${b64url(sig)}`;
+  }
+
+  /** A payment-initiation call (`x-idempotency-key` set, a new one each call; bodies
+   * signed with `x-jws-signature`). */
   async pisp(method, path, accessToken, body) {
     const headers = {
       authorization: `Bearer ${accessToken}`,
@@ -74,12 +106,16 @@ export class SandboxTpp {
       'x-fapi-interaction-id': randomUUID(),
       'x-idempotency-key': randomUUID(),
     };
-    if (body) headers['content-type'] = 'application/json';
+    const payload = body ? JSON.stringify(body) : undefined;
+    if (body) {
+      headers['content-type'] = 'application/json';
+      headers['x-jws-signature'] = this.jwsSignature(payload);
+    }
     const base = this.server.kit.resource_base_url.replace(/\/$/, '');
     const r = await this.fetch(`${base}${PISP}${path}`, {
       method,
       headers,
-      body: body ? JSON.stringify(body) : undefined,
+      body: payload,
     });
     const text = await r.text();
     return { status: r.status, body: text ? JSON.parse(text) : null };
