@@ -17,8 +17,8 @@ mod sql;
 mod sql_alerts;
 mod sql_auth;
 mod sql_events;
-mod sql_logos;
 mod sql_file_payments;
+mod sql_logos;
 mod sql_payments;
 mod sql_portal;
 mod sql_registration;
@@ -45,11 +45,11 @@ pub use sql_events::{
     EVENT_CONSENT_REVOKED, EVENT_LINKED_ACCOUNT_UPDATE, EVENT_RESOURCE_UPDATE, EVENT_TYPES,
     EventRecord, EventStore, EventSubscription, NewEvent, enqueue_event,
 };
-pub use sql_logos::{ClientLogo, LogoStore};
 pub use sql_file_payments::{
     FileExecuted, FileExecution, FileItem, FilePaymentRecord, FilePaymentStore, StoredFile,
     Uploaded,
 };
+pub use sql_logos::{ClientLogo, LogoStore};
 pub use sql_payments::{
     Created, Executed, IDEMPOTENCY_TTL_SECS, IdempotencyRecord, LedgerAccount, LedgerAccountSeed,
     LedgerCheck, PaymentExecution, PaymentRecord, PaymentStore, StatusLine, internal_account_id,

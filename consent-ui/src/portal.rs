@@ -335,3 +335,41 @@ pub fn render_secrets(nav: Option<&PortalNav>, p: &SecretsPage) -> Result<String
 pub fn render_admin(nav: Option<&PortalNav>, p: &AdminPage) -> Result<String, RenderError> {
     Ok(AdminT { nav, p }.render()?)
 }
+
+/// An org's API usage (issue 9): the gateway's metering drawn on the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsagePage {
+    pub org_id: String,
+    pub org_name: String,
+    /// The period in days (1, 7 or 30) and its wording.
+    pub days: i64,
+    pub period: String,
+    pub calls: i64,
+    pub errors: i64,
+    pub error_rate: String,
+    pub p50: String,
+    pub p95: String,
+    pub p99: String,
+    /// SVG from [`crate::usage`], which escapes every text it draws.
+    pub calls_svg: String,
+    pub endpoints_svg: String,
+    /// (server, method + endpoint, calls, errors, average latency).
+    pub top: Vec<(String, String, i64, i64, String)>,
+    /// (client id, plan, calls, billable calls).
+    pub apps: Vec<(String, String, i64, i64)>,
+    /// `YYYY-MM` of the statement shown.
+    pub month: String,
+    /// From [`crate::usage::statement_html`] (escaped there).
+    pub statement_html: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal_usage.html")]
+struct UsageT<'a> {
+    nav: Option<&'a PortalNav>,
+    p: &'a UsagePage,
+}
+
+pub fn render_usage(nav: Option<&PortalNav>, p: &UsagePage) -> Result<String, RenderError> {
+    Ok(UsageT { nav, p }.render()?)
+}

@@ -209,6 +209,20 @@ test('a new developer signs up, makes an app, downloads the kit and completes th
   await page.click('#orgs a');
   await page.waitForSelector('#test-customers');
   await look(page, 'org-with-app');
+  // Usage: the app's PAR and token calls, metered off the request path, drawn as SVG.
+  const orgPath = new URL(page.url()).pathname;
+  let calls = 0;
+  for (let i = 0; i < 40 && calls < 2; i += 1) {
+    await page.goto(`${issuer}${orgPath}/usage`);
+    calls = Number(await page.textContent('#usage-calls'));
+    if (calls < 2) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(calls, 2, 'PAR and the code exchange');
+  assert.ok((await page.textContent('#app-usage')).includes(client.client_id));
+  assert.equal(await page.locator('#calls-chart svg[role="img"]').count(), 1);
+  assert.equal(await page.locator('#endpoints-chart svg[role="img"]').count(), 1);
+  await look(page, 'usage');
+  await page.goto(`${issuer}${orgPath}`);
   await page.click('#apps a');
   await page.click('#request-golive');
   await page.waitForSelector('#notice');

@@ -1024,3 +1024,118 @@ async fn rotated_keys_replace_the_old_ones() {
     );
     p.finish().await;
 }
+
+/// The org's usage pages show exactly the calls its app made: metered by the gateway,
+/// drawn as SVG, exported as CSV, priced on the statement; members only.
+#[tokio::test]
+async fn usage_pages_show_the_calls_the_app_made() {
+    let p = TestPlatform::spawn().await;
+    let cb = format!("{}/sandbox/callback", p.kit.issuer);
+    let dev = DevAgent::signup(&p, "usage-dev").await;
+    let org = dev.create_org("Usage Co").await;
+    let r = dev
+        .create_app(
+            &org,
+            &app_form(
+                "Metered",
+                &cb,
+                &[("auth_method", "private_key_jwt"), ("keys", "generate")],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.html);
+    let (_, kit) = save_kit(&p, &kit_from_secrets_page(&r.html), &[]);
+    let tpp = tpp_of(&p, &kit).await;
+    let client_id = tpp.client_id.clone();
+    // The app's calls: PAR + token (the flow), then three client-credentials tokens and
+    // one refused code exchange (the client authenticates, the code is unknown).
+    let tokens = full_flow(&p, &kit, &tpp).await;
+    assert_eq!(tokens.status, 200, "{:?}", tokens.body);
+    for _ in 0..3 {
+        let t = tpp.client_credentials("accounts").await.unwrap();
+        assert_eq!(t.status, 200, "{:?}", t.body);
+    }
+    let bad = tpp
+        .exchange_code("no-such-code", &Pkce::new())
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+
+    // Metering is written off the request path: poll until the calls are visible.
+    let mut page = dev.get(&format!("/portal/orgs/{org}/usage")).await;
+    for _ in 0..40 {
+        if page.html.contains(&format!("<code>{client_id}</code>"))
+            && page.html.contains("id=\"usage-calls\">6<")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        page = dev.get(&format!("/portal/orgs/{org}/usage")).await;
+    }
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    // PAR, the code exchange, three client-credentials tokens, one refusal.
+    assert!(page.html.contains("id=\"usage-calls\">6<"), "{}", page.html);
+    assert!(
+        page.html.contains("id=\"usage-errors\">1 (16.7 %)<"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains(&format!(
+        "<code>{client_id}</code></td><td>sandbox</td><td>6</td><td>5</td>"
+    )));
+    assert!(
+        page.html
+            .contains("<code>POST /token</code></td><td>5</td><td>1</td>"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains("<code>POST /par</code></td><td>1</td><td>0</td>"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("<svg") && page.html.contains("role=\"img\""));
+    assert!(page.html.contains("Usage statement for"));
+
+    // Every call as CSV, with the route template, not the raw path.
+    let csv = dev
+        .get(&format!("/portal/orgs/{org}/usage.csv?days=1"))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
+    let rows: Vec<&str> = csv
+        .html
+        .lines()
+        .filter(|l| l.contains(&client_id))
+        .collect();
+    assert_eq!(rows.len(), 6, "{}", csv.html);
+    assert_eq!(rows.iter().filter(|l| l.contains("/token")).count(), 5);
+    let stmt = dev.get(&format!("/portal/orgs/{org}/statement.csv")).await;
+    assert_eq!(stmt.status, StatusCode::OK);
+    assert!(stmt.html.contains(&client_id), "{}", stmt.html);
+    let bad_month = dev
+        .get(&format!("/portal/orgs/{org}/statement.csv?month=2026-13"))
+        .await;
+    assert_eq!(bad_month.status, StatusCode::BAD_REQUEST);
+
+    // Another developer, not a member, sees nothing of it.
+    let other = DevAgent::signup(&p, "usage-outsider").await;
+    for path in [
+        format!("/portal/orgs/{org}/usage"),
+        format!("/portal/orgs/{org}/usage.csv"),
+        format!("/portal/orgs/{org}/statement.csv"),
+    ] {
+        let r = other.get(&path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!r.html.contains(&client_id));
+    }
+    // Signed out: to the sign-in page.
+    let anon = p
+        .customer()
+        .get(&format!("/portal/orgs/{org}/usage"))
+        .await
+        .unwrap();
+    assert_eq!(anon.status, StatusCode::SEE_OTHER);
+    p.finish().await;
+}

@@ -1423,6 +1423,18 @@ pub fn router() -> axum::Router<Arc<AppState>> {
             "/portal/orgs/{org}/sandbox/reset",
             post(apps::post_sandbox_reset),
         )
+        .route(
+            "/portal/orgs/{org}/usage",
+            get(crate::routes::portal_usage::get_usage),
+        )
+        .route(
+            "/portal/orgs/{org}/usage.csv",
+            get(crate::routes::portal_usage::get_usage_csv),
+        )
+        .route(
+            "/portal/orgs/{org}/statement.csv",
+            get(crate::routes::portal_usage::get_statement_csv),
+        )
         .route("/portal/security", get(get_security))
         .route("/portal/security/totp/start", post(post_totp_start))
         .route("/portal/security/totp/confirm", post(post_totp_confirm))

@@ -160,7 +160,21 @@ async fn register(
         },
     )
     .await
-    .map_err(crate::client_auth::store)
+    .map_err(crate::client_auth::store)?;
+    // The gateway counts the client in its org and on its environment's plan (ADR 0015):
+    // sandbox clients share the org's sandbox allowance, production clients start on
+    // `standard`; usage pages and statements group by the same org.
+    if let Some(u) = st.store.usage() {
+        let plan = if environment == "production" {
+            "standard"
+        } else {
+            "sandbox"
+        };
+        u.set_client_plan(&client.client_id, &org.id, plan, now)
+            .await
+            .map_err(crate::client_auth::store)?;
+    }
+    Ok(())
 }
 
 /// Remove a portal client: consents revoked, refresh tokens revoked, the client gone
