@@ -21,6 +21,7 @@
 use crate::AppState;
 use crate::auth::CustomerToken;
 use crate::error::{ObError, ObErrorDetail, ObErrorResponse, codes};
+use crate::jws_signature::SignedBody;
 use crate::ob::{self, Links, Meta};
 use crate::payments::{
     ObPaymentStatusReason, PISP_PREFIX, PaymentClient, PaymentCustomer, consent_status,
@@ -339,7 +340,7 @@ pub async fn create_file_payment_consent(
     State(st): State<AppState>,
     PaymentClient(client): PaymentClient,
     headers: HeaderMap,
-    body: Bytes,
+    SignedBody(body): SignedBody,
 ) -> Result<Response, ObError> {
     let key = idempotency_key(&headers)?;
     let hash = request_hash("POST file-payment-consents", &body);
@@ -447,7 +448,8 @@ pub async fn upload_file(
     Path(id): Path<String>,
     PaymentClient(client): PaymentClient,
     headers: HeaderMap,
-    body: Bytes,
+    // The signature covers the file's exact bytes, whatever its format (ADR 0017).
+    SignedBody(body): SignedBody,
 ) -> Result<Response, ObError> {
     let key = idempotency_key(&headers)?;
     let endpoint = format!("POST file-payment-consents/{id}/file");
@@ -622,7 +624,7 @@ pub async fn create_file_payment(
     State(st): State<AppState>,
     PaymentCustomer(t): PaymentCustomer,
     headers: HeaderMap,
-    body: Bytes,
+    SignedBody(body): SignedBody,
 ) -> Result<Response, ObError> {
     let key = idempotency_key(&headers)?;
     let hash = request_hash("POST file-payments", &body);

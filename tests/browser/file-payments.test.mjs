@@ -88,6 +88,8 @@ test('the customer approves a file of six payments once, on a page that shows th
       'content-type': 'text/csv',
       'x-fapi-interaction-id': randomUUID(),
       'x-idempotency-key': randomUUID(),
+      // Signed over the file's exact bytes, like every payment-initiation POST.
+      'x-jws-signature': tpp.jwsSignature(Buffer.from(csv)),
     },
     body: csv,
   });

@@ -93,6 +93,21 @@ async fn raw(
     body: Option<(&str, &[u8])>,
     idem: Option<&str>,
 ) -> (u16, String, Vec<u8>) {
+    // Signed as a TPP signs: over the exact bytes sent (x-jws-signature, ADR 0017).
+    let sig = body.and_then(|(_, b)| tpp.jws_signature(b));
+    raw_signed(tpp, method, url, token, body, idem, sig.as_deref()).await
+}
+
+/// [`raw`] with the `x-jws-signature` given (or none).
+async fn raw_signed(
+    tpp: &Tpp,
+    method: Method,
+    url: &str,
+    token: &str,
+    body: Option<(&str, &[u8])>,
+    idem: Option<&str>,
+    sig: Option<&str>,
+) -> (u16, String, Vec<u8>) {
     assert!(
         !tpp.uses_dpop(),
         "raw calls are made with certificate-bound tokens"
@@ -107,6 +122,9 @@ async fn raw(
     }
     if let Some(k) = idem {
         req = req.header("x-idempotency-key", k);
+    }
+    if let Some(sig) = sig {
+        req = req.header("x-jws-signature", sig);
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
@@ -984,5 +1002,111 @@ async fn measure_execution_of_a_500_payment_file() {
         wekeza_tests::backend()
     );
     ledger_balanced(&p).await;
+    p.finish().await;
+}
+
+/// `x-jws-signature` (ADR 0017) on the three file POSTs: the consent, the file upload
+/// (over the file's exact bytes, whatever its format) and the execution. A missing or
+/// mismatching signature is refused with the OB code and changes nothing; responses are
+/// signed.
+#[tokio::test]
+async fn file_payment_requests_must_be_signed() {
+    let p = TestPlatform::spawn().await;
+    let tpp = &p.mtls;
+    let alice = accounts_of(&p, "alice");
+    let bob = accounts_of(&p, "bob");
+    let cc = cc_token(tpp, "payments").await;
+    let file = json_file(&[item("S-1", "2.00", &bob[0].number, "Bob")]);
+    let body = consent_body(&file, JSON_TYPE, 1, "2.00", Some(&alice[0].number));
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let consents = url(&p, "/file-payment-consents");
+    let err_code = |b: &[u8]| {
+        serde_json::from_slice::<Value>(b).unwrap()["Errors"][0]["ErrorCode"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // The consent: unsigned, or signed over other bytes → 400, no consent, key unused.
+    let k = key();
+    let ct = Some(("application/json", bytes.as_slice()));
+    let (s, _, b) = raw_signed(tpp, Method::POST, &consents, &cc, ct, Some(&k), None).await;
+    assert_eq!(
+        (s, err_code(&b).as_str()),
+        (400, "UK.OBIE.Signature.Missing")
+    );
+    let other_sig = tpp.jws_signature(b"{}").unwrap();
+    let (s, _, b) = raw_signed(
+        tpp,
+        Method::POST,
+        &consents,
+        &cc,
+        ct,
+        Some(&k),
+        Some(&other_sig),
+    )
+    .await;
+    assert_eq!(
+        (s, err_code(&b).as_str()),
+        (400, "UK.OBIE.Signature.Invalid")
+    );
+    // The same idempotency key, now signed, creates it: the refusals spent nothing.
+    let (s, _, b) = raw(tpp, Method::POST, &consents, &cc, ct, Some(&k)).await;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    let id = serde_json::from_slice::<Value>(&b).unwrap()["Data"]["ConsentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The file: a signature over other bytes is refused and the consent stays AWUP.
+    let file_url = url(&p, &format!("/file-payment-consents/{id}/file"));
+    let f = Some(("application/json", file.as_slice()));
+    let (s, _, b) = raw_signed(tpp, Method::POST, &file_url, &cc, f, Some(&key()), None).await;
+    assert_eq!(
+        (s, err_code(&b).as_str()),
+        (400, "UK.OBIE.Signature.Missing")
+    );
+    let (s, _, b) = raw_signed(
+        tpp,
+        Method::POST,
+        &file_url,
+        &cc,
+        f,
+        Some(&key()),
+        Some(&other_sig),
+    )
+    .await;
+    assert_eq!(
+        (s, err_code(&b).as_str()),
+        (400, "UK.OBIE.Signature.Invalid")
+    );
+    assert_eq!(consent_status(&p, tpp, &cc, &id).await, "AWUP");
+    assert_eq!(
+        upload(&p, tpp, &cc, &id, "application/json", &file, &key())
+            .await
+            .0,
+        200
+    );
+
+    // The execution: unsigned → refused, nothing moves; signed → 201, response signed.
+    let at = approve(&p, tpp, &id, None).await;
+    let pay = serde_json::to_vec(&payment_body(&id, &body)).unwrap();
+    let pay_url = url(&p, "/file-payments");
+    let before = balance(&p, &alice[0].id).await;
+    let pb = Some(("application/json", pay.as_slice()));
+    let (s, _, b) = raw_signed(tpp, Method::POST, &pay_url, &at, pb, Some(&key()), None).await;
+    assert_eq!(
+        (s, err_code(&b).as_str()),
+        (400, "UK.OBIE.Signature.Missing")
+    );
+    assert_eq!(balance(&p, &alice[0].id).await, before);
+    assert_eq!(consent_status(&p, tpp, &cc, &id).await, "AUTH");
+    let r = execute(&p, tpp, &at, &payment_body(&id, &body), &key()).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert!(
+        r.headers.get("x-jws-signature").is_some(),
+        "response signed"
+    );
+    assert_eq!(balance(&p, &alice[0].id).await, before - 2_00);
     p.finish().await;
 }
