@@ -34,7 +34,6 @@ use authz_store::{
     FileItem, FilePaymentRecord, FilePaymentStore, IDEMPOTENCY_TTL_SECS, IdempotencyRecord,
     PaymentRecord, StoredFile, Uploaded,
 };
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
