@@ -326,7 +326,8 @@ fn idem(client_id: &str, key: String, hash: &str, resource: &str, now: i64) -> I
 
 #[utoipa::path(post, path = "/open-banking/v4.0/pisp/file-payment-consents", tag = "File Payments",
     request_body(content = ObWriteFileConsent, content_type = "application/json"),
-    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original consent")),
+    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original consent"),
+        ("x-jws-signature" = String, Header, description = "Detached JWS (UK OB) over the exact body by a key in the client's registered jwks (ADR 0017); required unless the platform is configured otherwise. Missing or invalid: 400 UK.OBIE.Signature.*")),
     responses(
         (status = 201, description = "Consent created, awaiting its file (AWUP); or the consent an earlier request with this key created", body = ObWriteFileConsentResponse),
         (status = 400, description = "Invalid body, or the key was used with another request", body = ObErrorResponse),
@@ -431,6 +432,7 @@ fn awaiting_file(r: &ConsentRecord, d: &FileConsentDetails) -> Result<(), ObErro
 
 #[utoipa::path(post, path = "/open-banking/v4.0/pisp/file-payment-consents/{ConsentId}/file", tag = "File Payments",
     params(("ConsentId" = String, Path, description = "Consent id"),
+        ("x-jws-signature" = String, Header, description = "Detached JWS (UK OB) over the file's exact bytes by a key in the client's registered jwks (ADR 0017); required unless the platform is configured otherwise. Missing or invalid: 400 UK.OBIE.Signature.*"),
         ("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; the same key and file within 24 h answers 200 again without a second effect")),
     request_body(description = "The file, in the consent's FileType (at most 1 MiB, 500 payments)",
         content((String = "application/json"), (String = "text/csv"))),
@@ -610,7 +612,8 @@ fn render_file_payment(
 
 #[utoipa::path(post, path = "/open-banking/v4.0/pisp/file-payments", tag = "File Payments",
     request_body(content = ObWriteFile, content_type = "application/json"),
-    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original file payment, nothing paid twice")),
+    params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original file payment, nothing paid twice"),
+        ("x-jws-signature" = String, Header, description = "Detached JWS (UK OB) over the exact body by a key in the client's registered jwks (ADR 0017); required unless the platform is configured otherwise. Missing or invalid: 400 UK.OBIE.Signature.*")),
     responses(
         (status = 201, description = "The file executed: each payment ACSC, ACSP (to another bank) or RJCT with its reason (AM04 insufficient funds); the consent is COND", body = ObWriteFileResponse),
         (status = 400, description = "Invalid body; Initiation differs from the consent (UK.OBIE.Resource.ConsentMismatch); consent not AUTH (UK.OBIE.Resource.InvalidConsentStatus); key used with another request", body = ObErrorResponse),
