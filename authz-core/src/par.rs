@@ -46,6 +46,12 @@ pub struct AuthorizationRequest {
     /// RFC 9396: account access asked for in `authorization_details`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_access: Option<openbanking::AccountAccessRequest>,
+    /// RFC 9396: a domestic payment asked for in `authorization_details` (type
+    /// `payment_initiation`). Never stored behind a `request_uri`: the authorization
+    /// server turns it into a payment consent at PAR and names that consent in
+    /// `intent_id`, so the rest of the flow is the intent path's.
+    #[serde(skip)]
+    pub payment_initiation: Option<openbanking::payment::ConsentRequest>,
     /// OIDC §5.5: identity claims asked for in the ID token through `claims` (only the
     /// ones this server can release: [`RELEASABLE_ID_TOKEN_CLAIMS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -263,7 +269,8 @@ pub fn validate_par(
             ));
         }
     }
-    let (intent_id, account_access) = open_banking_request(params, client, &scope, now)?;
+    let (intent_id, account_access, payment_initiation) =
+        open_banking_request(params, client, &scope, now)?;
     // Parsed (and refused when malformed) by open_banking_request above.
     let id_token_claims = get("claims")
         .map(requested_id_token_claims)
@@ -284,6 +291,7 @@ pub fn validate_par(
         jarm,
         intent_id,
         account_access,
+        payment_initiation,
         id_token_claims,
     })
 }
@@ -297,7 +305,11 @@ fn open_banking_request(
     client: &Client,
     scope: &Scope,
     now: i64,
-) -> OAuthResult<(Option<String>, Option<openbanking::AccountAccessRequest>)> {
+) -> OAuthResult<(
+    Option<String>,
+    Option<openbanking::AccountAccessRequest>,
+    Option<openbanking::payment::ConsentRequest>,
+)> {
     let intent_id = match params.get("claims").copied().filter(|v| !v.is_empty()) {
         None => None,
         Some(c) => openbanking::intent_id_from_claims(c).map_err(OAuthError::invalid_request)?,
@@ -306,7 +318,34 @@ fn open_banking_request(
         .get("authorization_details")
         .copied()
         .filter(|v| !v.is_empty());
-    let account_access = match details {
+    let rar_error = |e: openbanking::ConsentError| {
+        OAuthError::new(ErrorCode::InvalidAuthorizationDetails, e.to_string())
+    };
+    // RFC 9396 §5: a client uses only the types it registered.
+    let registered = |ty: &str| {
+        if client.authorization_details_types.iter().any(|t| t == ty) {
+            Ok(())
+        } else {
+            Err(OAuthError::new(
+                ErrorCode::InvalidAuthorizationDetails,
+                format!("this client is not registered for authorization_details of type {ty}"),
+            ))
+        }
+    };
+    let payment = match details.and_then(openbanking::payment::payment_initiation_from_details) {
+        None => None,
+        Some(r) => {
+            let req = r.map_err(rar_error)?;
+            registered(openbanking::payment::RAR_TYPE_PAYMENT_INITIATION)?;
+            if !scope.contains(openbanking::SCOPE_PAYMENTS) {
+                return Err(OAuthError::invalid_scope(
+                    "a payment_initiation request needs the payments scope",
+                ));
+            }
+            Some(req)
+        }
+    };
+    let account_access = match details.filter(|_| payment.is_none()) {
         None => None,
         Some(raw) => {
             let now = time::OffsetDateTime::from_unix_timestamp(now)
@@ -328,7 +367,7 @@ fn open_banking_request(
             Some(req)
         }
     };
-    if intent_id.is_some() && account_access.is_some() {
+    if intent_id.is_some() && (account_access.is_some() || payment.is_some()) {
         return Err(OAuthError::invalid_request(
             "send either openbanking_intent_id or authorization_details, not both",
         ));
@@ -343,7 +382,7 @@ fn open_banking_request(
             "an intent needs the accounts or the payments scope",
         ));
     }
-    Ok((intent_id, account_access))
+    Ok((intent_id, account_access, payment))
 }
 
 /// RFC 9449 §10.1: a DPoP proof sent with the PAR request binds the code to its key. With
@@ -662,5 +701,31 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn payment_initiation_details() {
+        let pay = r#"[{"type":"payment_initiation","instructedAmount":{"amount":"1.00","currency":"KES"},"creditorAccount":{"schemeName":"KE.WEKEZA.AccountNumber","identification":"0100123456789","name":"Bob"}}]"#;
+        let with = |scope: &str, types: &[&str]| {
+            let mut p = base();
+            set(&mut p, "scope", Some(scope));
+            set(&mut p, "authorization_details", Some(pay));
+            let m = single_valued(&p).unwrap();
+            let mut c = client();
+            c.scope = "openid accounts payments".into();
+            c.authorization_details_types = types.iter().map(|t| (*t).to_owned()).collect();
+            validate_par(&m, &c, NOW)
+        };
+        let r = with("openid payments", &["payment_initiation"]).unwrap();
+        assert!(r.payment_initiation.is_some() && r.account_access.is_none());
+        // Never written behind the request_uri: the server turns it into a consent.
+        let stored = serde_json::to_value(&r).unwrap();
+        assert!(stored.get("payment_initiation").is_none());
+        // A client registered for account_information only: refused.
+        let e = with("openid payments", &["account_information"]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidAuthorizationDetails);
+        // Scope payments is needed, as on the intent path.
+        let e = with("openid accounts", &["payment_initiation"]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
     }
 }

@@ -286,6 +286,18 @@ pub struct TokenExtras {
 }
 
 pub fn token_extras(c: &ConsentRecord) -> TokenExtras {
+    // A payment asked for in authorization_details: the granted entry, with consentId.
+    if c.kind == openbanking::KIND_DOMESTIC_PAYMENT
+        && let Ok(d) = openbanking::payment::PaymentConsentDetails::from_value(&c.details)
+        && d.source == Source::Rar
+    {
+        return TokenExtras {
+            intent_id: None,
+            authorization_details: Some(serde_json::Value::Array(vec![
+                d.granted_authorization_detail(&c.id),
+            ])),
+        };
+    }
     // UK OB: the ID token names the payment intent too.
     if c.kind == openbanking::KIND_DOMESTIC_PAYMENT || c.kind == openbanking::KIND_FILE_PAYMENT {
         return TokenExtras {

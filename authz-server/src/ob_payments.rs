@@ -11,8 +11,8 @@ use authz_core::par::AuthorizationRequest;
 use authz_core::{ErrorCode, OAuthError, OAuthResult};
 use authz_store::{AuditEntry, ConsentRecord, ConsentStatus};
 use consent_ui as ui;
-use openbanking::payment::{PaymentConsentDetails, format_minor};
-use openbanking::{KIND_DOMESTIC_PAYMENT, SCOPE_PAYMENTS, StatusReason};
+use openbanking::payment::{ConsentRequest, PaymentConsentDetails, format_minor};
+use openbanking::{KIND_DOMESTIC_PAYMENT, SCOPE_PAYMENTS, Source, StatusReason};
 use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
@@ -34,6 +34,54 @@ async fn find(
         .await
         .map_err(store)?
         .filter(|c| c.client_id == client_id && c.kind == KIND_DOMESTIC_PAYMENT))
+}
+
+/// PAR with `authorization_details` of type `payment_initiation` (ADR 0017): record the
+/// domestic-payment consent, awaiting authorisation, in the stored shape of
+/// `POST /domestic-payment-consents` (marked as RAR, so the token carries the granted
+/// details). Returns its id.
+pub async fn create_rar_consent(
+    st: &AppState,
+    client_id: &str,
+    req: &ConsentRequest,
+) -> OAuthResult<String> {
+    let now = st.clock.now();
+    let mut d = PaymentConsentDetails::new(
+        req,
+        OffsetDateTime::from_unix_timestamp(now)
+            .map_err(|_| OAuthError::server_error("clock out of range"))?,
+    );
+    d.source = Source::Rar;
+    let record = ConsentRecord {
+        id: format!("pdc-{}", uuid::Uuid::new_v4()),
+        client_id: client_id.to_owned(),
+        customer_id: None,
+        kind: KIND_DOMESTIC_PAYMENT.into(),
+        scopes: SCOPE_PAYMENTS.into(),
+        status: ConsentStatus::AwaitingAuthorisation,
+        details: d.to_value(),
+        created_at: now,
+        updated_at: now,
+        expires_at: None,
+    };
+    let i = &req.initiation;
+    let audit = AuditEntry {
+        consent_id: record.id.clone(),
+        at: now,
+        actor: format!("client:{client_id}"),
+        action: "created".into(),
+        detail: format!(
+            "{} {} to {} (authorization_details)",
+            i.instructed_amount.amount,
+            i.instructed_amount.currency,
+            i.creditor_account.identification
+        ),
+    };
+    st.store
+        .insert_consent(&record, &audit)
+        .await
+        .map_err(store)?;
+    Ok(record.id)
 }
 
 /// PAR: `Ok(true)` when the intent is this client's payment consent and may be

@@ -289,7 +289,9 @@ pub fn parse_authorization_details(
                 "type is required",
             )
         })?;
-        if !crate::RAR_TYPES_SUPPORTED.contains(&ty) {
+        // `payment_initiation` requests are read by
+        // `payment::payment_initiation_from_details` before this parser is asked.
+        if ty != crate::RAR_TYPE_ACCOUNT_INFORMATION {
             return Err(err(
                 ErrorKind::UnknownType,
                 &format!("{path}.type"),

@@ -26,7 +26,10 @@ pub const RAR_TYPE_ACCOUNT_INFORMATION: &str = "account_information";
 
 /// Every `authorization_details` type this platform understands (advertised in discovery
 /// as `authorization_details_types_supported`).
-pub const RAR_TYPES_SUPPORTED: &[&str] = &[RAR_TYPE_ACCOUNT_INFORMATION];
+pub const RAR_TYPES_SUPPORTED: &[&str] = &[
+    RAR_TYPE_ACCOUNT_INFORMATION,
+    payment::RAR_TYPE_PAYMENT_INITIATION,
+];
 
 /// The scope a TPP needs for account information.
 pub const SCOPE_ACCOUNTS: &str = "accounts";

@@ -213,6 +213,18 @@ pub struct PaymentConsentDetails {
     pub status_update_date_time: OffsetDateTime,
     #[serde(default)]
     pub status_reason: Option<crate::StatusReason>,
+    /// How the consent came in. Written only for RAR (`payment_initiation` at PAR), so
+    /// intent-path documents are unchanged; it decides what the token carries.
+    #[serde(default = "intent_source", skip_serializing_if = "is_intent_source")]
+    pub source: crate::Source,
+}
+
+fn intent_source() -> crate::Source {
+    crate::Source::Intent
+}
+
+fn is_intent_source(s: &crate::Source) -> bool {
+    *s == crate::Source::Intent
 }
 
 impl PaymentConsentDetails {
@@ -225,7 +237,43 @@ impl PaymentConsentDetails {
             payment_id: None,
             status_update_date_time: now,
             status_reason: None,
+            source: crate::Source::Intent,
         }
+    }
+
+    /// The RFC 9396 entry as granted (token response and access token): the
+    /// `Initiation` and `Risk` in the RAR spelling, the consent id, and the account the
+    /// customer picked to pay from (its id, as the account-information API names it).
+    pub fn granted_authorization_detail(&self, consent_id: &str) -> Value {
+        fn camel(v: &Value) -> Value {
+            match v {
+                Value::Object(m) => Value::Object(
+                    m.iter()
+                        .map(|(k, v)| {
+                            let mut c = k.chars();
+                            let k = match c.next() {
+                                Some(f) => f.to_lowercase().chain(c).collect(),
+                                None => String::new(),
+                            };
+                            (k, camel(v))
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            }
+        }
+        let mut o = match camel(&self.initiation.to_value()) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        o.insert("type".into(), RAR_TYPE_PAYMENT_INITIATION.into());
+        // Risk is the TPP's own document: returned as it was sent.
+        o.insert("risk".into(), self.risk.clone());
+        o.insert("consentId".into(), consent_id.into());
+        if let Some(a) = &self.debtor_account_id {
+            o.insert("debtorAccountId".into(), a.as_str().into());
+        }
+        Value::Object(o)
     }
 
     pub fn from_value(v: &Value) -> Result<Self, String> {
@@ -556,7 +604,7 @@ pub fn sandbox_clearing(amount_minor: i64) -> ClearingOutcome {
     }
 }
 
-// ---- RFC 9396 `payment_initiation` (ADR 0017; not routed yet) ----------------------------
+// ---- RFC 9396 `payment_initiation` (ADR 0017) -------------------------------------------
 
 /// The RFC 9396 `type` that carries a domestic payment consent.
 pub const RAR_TYPE_PAYMENT_INITIATION: &str = "payment_initiation";
@@ -665,6 +713,47 @@ pub fn parse_payment_initiation_details(entry: &Value) -> Result<ConsentRequest,
     parse_consent_body(&body).map_err(|mut e| {
         e.path = rar_path(&e.path);
         e
+    })
+}
+
+/// The `payment_initiation` request in an `authorization_details` parameter, if it has
+/// an entry of that type (`None`: no such entry, or not a JSON array, which the
+/// account-information parser reports). A payment entry must be the only entry: one
+/// authorisation binds one consent. Errors carry the RAR path
+/// (`authorization_details[0].instructedAmount.amount`).
+pub fn payment_initiation_from_details(
+    raw: &str,
+) -> Option<Result<ConsentRequest, crate::ConsentError>> {
+    use crate::{ConsentError, ErrorKind};
+    let v: Value = serde_json::from_str(raw).ok()?;
+    let items = v.as_array()?;
+    let is_payment =
+        |e: &Value| e.get("type").and_then(Value::as_str) == Some(RAR_TYPE_PAYMENT_INITIATION);
+    let payments = items.iter().filter(|e| is_payment(e)).count();
+    let refuse = |message: &str| ConsentError {
+        kind: ErrorKind::Invalid,
+        path: "authorization_details".into(),
+        message: message.into(),
+    };
+    Some(match (payments, items.len()) {
+        (0, _) => return None,
+        (1, 1) => parse_payment_initiation_details(&items[0]).map_err(|e| ConsentError {
+            kind: match e.code {
+                codes::FIELD_MISSING => ErrorKind::Missing,
+                codes::FIELD_UNEXPECTED => ErrorKind::Unexpected,
+                _ => ErrorKind::Invalid,
+            },
+            path: if e.path.is_empty() {
+                "authorization_details[0]".into()
+            } else {
+                format!("authorization_details[0].{}", e.path)
+            },
+            message: e.message,
+        }),
+        (1, _) => Err(refuse(
+            "a payment_initiation entry cannot be combined with other entries",
+        )),
+        _ => Err(refuse("only one payment_initiation entry is allowed")),
     })
 }
 
@@ -1010,5 +1099,47 @@ mod tests {
         assert_eq!(e.path, "creditorName");
         let e = bad(&|v| drop(v.as_object_mut().unwrap().remove("creditorAccount")));
         assert_eq!(e.path, "creditorAccount");
+    }
+
+    #[test]
+    fn a_payment_initiation_entry_stands_alone_and_comes_back_granted() {
+        let entry = json!({
+            "type": "payment_initiation",
+            "instructedAmount": {"amount": "12.50", "currency": "KES"},
+            "creditorAccount": {"schemeName": "KE.WEKEZA.AccountNumber", "identification": "0123456789", "name": "Bob"}
+        });
+        let one = json!([entry]).to_string();
+        let r = payment_initiation_from_details(&one).unwrap().unwrap();
+        assert_eq!(r.risk, json!({}));
+        let ai = json!({"type": "account_information", "permissions": ["ReadBalances"]});
+        assert!(payment_initiation_from_details(&json!([ai]).to_string()).is_none());
+        assert!(payment_initiation_from_details("not json").is_none());
+        for two in [json!([entry, entry]), json!([entry, ai])] {
+            let e = payment_initiation_from_details(&two.to_string())
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(e.path, "authorization_details");
+        }
+        let mut neg = entry.clone();
+        neg["instructedAmount"]["amount"] = json!("-1.00");
+        let e = payment_initiation_from_details(&json!([neg]).to_string())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.path, "authorization_details[0].instructedAmount.amount");
+
+        let mut d = PaymentConsentDetails::new(&r, OffsetDateTime::UNIX_EPOCH);
+        // The intent path's stored document does not change.
+        assert!(d.to_value().get("source").is_none());
+        d.source = crate::Source::Rar;
+        d.debtor_account_id = Some("acc-1".into());
+        let back = PaymentConsentDetails::from_value(&d.to_value()).unwrap();
+        assert_eq!(back, d);
+        let g = d.granted_authorization_detail("pdc-1");
+        assert_eq!(g["type"], "payment_initiation");
+        assert_eq!(g["consentId"], "pdc-1");
+        assert_eq!(g["debtorAccountId"], "acc-1");
+        assert_eq!(g["instructedAmount"], entry["instructedAmount"]);
+        assert_eq!(g["creditorAccount"], entry["creditorAccount"]);
+        assert_eq!(g["endToEndIdentification"], NOT_PROVIDED);
     }
 }

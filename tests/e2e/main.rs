@@ -23,6 +23,7 @@ mod payment_events;
 mod payment_signatures;
 mod payments;
 mod portal;
+mod rar_payments;
 mod registration;
 mod resource;
 mod tls;

@@ -363,7 +363,7 @@ async fn fapi_metadata_rules() {
         ),
         (json!({"scope": "openid admin"}), "invalid_client_metadata"),
         (
-            json!({"authorization_details_types": ["payment_initiation"]}),
+            json!({"authorization_details_types": ["urn:openfinanceuae:account-access-consent:v1.0"]}),
             "invalid_client_metadata",
         ),
         (

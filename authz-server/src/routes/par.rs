@@ -60,6 +60,12 @@ async fn par(
     let mut request = validate_pushed(&params, &client, &st.issuer, st.clock.now())?;
     // RFC 9449 §10.1: the proof's key binds the code; with dpop_jkt too, they must agree.
     bind_dpop_key(&mut request, proof.as_ref().map(|p| p.jkt.as_str()))?;
+    // RFC 9396 `payment_initiation`: the consent POST /domestic-payment-consents would
+    // create, owned by this client; from here on the request names it like an intent.
+    if let Some(payment) = request.payment_initiation.take() {
+        let id = crate::ob_payments::create_rar_consent(st, &client.client_id, &payment).await?;
+        request.intent_id = Some(id);
+    }
     // UK OB: the intent must be this client's and still awaiting authorisation.
     if let Some(intent) = &request.intent_id
         && !crate::ob_payments::check_intent(st, &client.client_id, intent, &request.scope).await?
