@@ -2,7 +2,8 @@
 //! browser without JavaScript would, organisations with roles (each rule with a test
 //! that fails if the rule is removed), apps whose sandbox clients then complete the real
 //! FAPI flow over mTLS with the downloaded kit, CSR signing, key checks, deletion, and
-//! the go-live review with its audit trail.
+//! the go-live review with its audit trail, and the sandbox event triggers whose webhooks
+//! reach a real HTTPS receiver.
 
 use authz_server::clock::Clock;
 use base64::Engine;
@@ -1405,19 +1406,29 @@ mod triggers {
             .to_owned()
     }
 
-    /// A payment by `tpp` to another bank; `…77` amounts stay in clearing 30 s.
-    async fn pay_away(p: &TestPlatform, tpp: &Tpp, amount: &str) -> String {
+    /// A payment consent of `tpp` to another bank, authorised by alice: (consent id,
+    /// body, access token). Authorising moves the clock (fresh TOTP), so every consent is
+    /// authorised before any payment runs: `…77` amounts then stay in clearing 30 s.
+    async fn authorised(p: &TestPlatform, tpp: &Tpp, amount: &str) -> (String, Value, String) {
         let alice = pay::accounts_of(p, "alice");
         let body = pay::consent_body(amount, "ELSEWHERE-9", Some(&alice[0].number));
         let cid = pay::create_consent(p, tpp, &body).await;
         let t = pay::authorise(p, tpp, &cid, None).await;
         let at = t.str("access_token").unwrap().to_owned();
+        (cid, body, at)
+    }
+
+    async fn execute(
+        p: &TestPlatform,
+        tpp: &Tpp,
+        (cid, body, at): &(String, Value, String),
+    ) -> String {
         let r = pay::call(
             tpp,
             Method::POST,
             &pay::url(p, "/domestic-payments"),
-            &at,
-            Some(&pay::payment_body(&cid, &body)),
+            at,
+            Some(&pay::payment_body(cid, body)),
             Some(&pay::key()),
         )
         .await;
@@ -1437,8 +1448,10 @@ mod triggers {
         let keys = ev::published_keys(&p).await;
         let s = setup(&p, "settle", rx.port, "/s", &[EVENT_RESOURCE_UPDATE]).await;
         let other = setup(&p, "other", rx.port, "/o", &[EVENT_RESOURCE_UPDATE]).await;
-        let mine = pay_away(&p, &s.tpp, "20.77").await;
-        let theirs = pay_away(&p, &other.tpp, "30.77").await;
+        let a = authorised(&p, &s.tpp, "20.77").await;
+        let b = authorised(&p, &other.tpp, "30.77").await;
+        let mine = execute(&p, &s.tpp, &a).await;
+        let theirs = execute(&p, &other.tpp, &b).await;
         let about = |path: &str, id: &str| {
             inbox
                 .sets(path)

@@ -133,7 +133,7 @@ fn refused(dev: &Dev, org_id: &str, title: &str, text: &str) -> Response {
         Some(&dev.nav()),
         StatusCode::BAD_REQUEST,
         title,
-        &format!("{text} Nothing was posted."),
+        &format!("{text} Nothing was changed."),
         (
             "Back to the organisation",
             &format!("/portal/orgs/{org_id}"),
