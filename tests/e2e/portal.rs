@@ -1321,6 +1321,32 @@ mod triggers {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.html);
         assert!(r.html.contains("Unknown account"), "{}", r.html);
+        // Alice's card is hers but not in the payment ledger: neither offered nor taken.
+        let card = {
+            let today = time::OffsetDateTime::from_unix_timestamp(p.clock.now())
+                .unwrap()
+                .date();
+            let bank = core_bank::generate(&core_bank::GeneratorConfig::sandbox(today)).unwrap();
+            let c = bank.customer_by_username("alice").unwrap();
+            bank.accounts_of(&c.id)
+                .into_iter()
+                .find(|a| a.kind == core_bank::AccountKind::CreditCard)
+                .expect("alice has a card")
+                .id
+        };
+        assert!(!page.html.contains(&card));
+        let r = s
+            .owner
+            .post(
+                &url,
+                &[
+                    ("account_id", card.as_str()),
+                    ("amount", "10.00"),
+                    ("counterparty", "X"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.html);
         for bad in [
             "0",
             "0.00",

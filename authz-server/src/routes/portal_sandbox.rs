@@ -30,7 +30,7 @@ struct Visible {
     label: String,
 }
 
-/// The accounts the org's test customers can see (they share the seeded sandbox
+/// The ledger accounts the org's test customers can see (they share the seeded sandbox
 /// customer's accounts, linked in memory), without duplicates.
 async fn visible_accounts(st: &AppState, org_id: &str) -> Result<Vec<Visible>, Response> {
     let testers = portal(st)?
@@ -47,7 +47,9 @@ async fn visible_accounts(st: &AppState, org_id: &str) -> Result<Vec<Visible>, R
                 continue;
             };
             for a in b.accounts_of(&c.id) {
-                if out.iter().any(|v| v.id == a.id) {
+                // Cards are not in the payment ledger (`resource_server::ledger::seed_ledger`).
+                if a.kind == core_bank::AccountKind::CreditCard || out.iter().any(|v| v.id == a.id)
+                {
                     continue;
                 }
                 out.push(Visible {
