@@ -198,6 +198,22 @@ pub trait PaymentStore: Send + Sync {
     async fn advance_clearing(&self, now: i64, limit: i64) -> StoreResult<usize>;
     /// Double-entry invariants over the whole ledger (tests, operations).
     async fn ledger_check(&self) -> StoreResult<LedgerCheck>;
+    /// External payments of `client_id` still in clearing (ACSP), newest first (the
+    /// portal's sandbox tools, ADR 0014).
+    async fn payments_in_clearing(
+        &self,
+        client_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<PaymentRecord>>;
+    /// Clears one ACSP payment of `client_id` now instead of at its due time, through the
+    /// clearing worker's own step (its stored outcome, the return on rejection, the
+    /// events). `None` when it is not that client's or not in clearing: nothing written.
+    async fn clear_now(
+        &self,
+        id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<PaymentRecord>>;
 }
 
 pub(crate) fn json_text(v: &serde_json::Value) -> StoreResult<String> {
@@ -878,6 +894,53 @@ impl PaymentStore for SqlStore {
             unbalanced_postings,
             balance_mismatches,
         })
+    }
+
+    async fn payments_in_clearing(
+        &self,
+        client_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<PaymentRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE client_id = $1 AND status = 'ACSP' \
+             ORDER BY created_at DESC, id LIMIT $2"
+        )))
+        .bind(client_id.to_owned())
+        .bind(limit)
+        .fetch_all(self.payments_pool())
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(payment_from_row)
+        .collect()
+    }
+
+    async fn clear_now(
+        &self,
+        id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<PaymentRecord>> {
+        let mut tx = self.payments_pool().begin().await.map_err(db_err)?;
+        // Due now, guarded by owner and status (the first write: SQLite's write lock,
+        // PostgreSQL's row lock), then the worker's step in the same transaction.
+        let n = sqlx::query(
+            "UPDATE payments SET next_action_at = $1 \
+             WHERE id = $2 AND client_id = $3 AND status = 'ACSP'",
+        )
+        .bind(now)
+        .bind(id.to_owned())
+        .bind(client_id.to_owned())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n != 1 || !clear_in(&mut tx, id, now).await? {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(None);
+        }
+        tx.commit().await.map_err(db_err)?;
+        self.find_payment(id).await
     }
 }
 

@@ -444,6 +444,75 @@ pub async fn payment_suite<S: DurableStore + PaymentStore>(s: &S) {
         "each moves once"
     );
 
+    // The portal's "settle now" (ADR 0014): only the owner client's ACSP payments, before
+    // their due time, with the stored outcome (a rejection returns the money), once.
+    let before = balance(s, &b).await;
+    let mut now_ids = Vec::new();
+    for (amount, outcome) in [(3_00, "settle"), (2_13, "reject")] {
+        let c = authorised_consent(s, s, &client, &customer).await;
+        let x = execution(
+            &client,
+            &customer,
+            &c,
+            &b,
+            "elsewhere-3",
+            amount,
+            &uid(),
+            outcome,
+        );
+        now_ids.push(done(s.execute_payment(&x).await.unwrap()).id);
+    }
+    let listed: Vec<String> = s
+        .payments_in_clearing(&client, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert!(now_ids.iter().all(|i| listed.contains(i)), "{listed:?}");
+    assert!(
+        s.payments_in_clearing("c-nobody", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.clear_now(&now_ids[0], "c-nobody", NOW).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.find_payment(&now_ids[0]).await.unwrap().unwrap().status,
+        "ACSP",
+        "another client's attempt changes nothing"
+    );
+    let settled = s
+        .clear_now(&now_ids[0], &client, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled.status, "ACSC");
+    let rejected = s
+        .clear_now(&now_ids[1], &client, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (rejected.status.as_str(), rejected.status_reason.as_deref()),
+        ("RJCT", Some("AC04"))
+    );
+    assert_eq!(
+        balance(s, &b).await,
+        before - 3_00,
+        "the rejected one came back"
+    );
+    assert_eq!(s.clear_now(&now_ids[0], &client, NOW).await.unwrap(), None);
+    assert!(
+        s.payments_in_clearing(&client, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     let check = s.ledger_check().await.unwrap();
     assert_eq!(check.entries_sum, 0);
     assert!(check.unbalanced_postings.is_empty(), "{check:?}");

@@ -103,6 +103,26 @@ pub struct OrgPage {
     pub test_customers: Vec<(String, String, String)>,
     pub notice: Option<String>,
     pub error: Option<String>,
+    /// Sandbox event triggers (owners and developers): accounts the test customers see.
+    pub sandbox_accounts: Vec<SandboxAccountView>,
+    /// The org's apps' payments still in clearing (ACSP).
+    pub clearing_payments: Vec<ClearingPaymentView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxAccountView {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClearingPaymentView {
+    pub id: String,
+    pub app: String,
+    pub amount: String,
+    pub currency: String,
+    /// UTC, human-readable.
+    pub created: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

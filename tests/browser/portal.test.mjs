@@ -209,6 +209,15 @@ test('a new developer signs up, makes an app, downloads the kit and completes th
   await page.click('#orgs a');
   await page.waitForSelector('#test-customers');
   await look(page, 'org-with-app');
+  // A sandbox event from the org page: a transaction arrives on a test customer's account;
+  // the notice names the transaction (the id its webhook alert carries).
+  await page.getByLabel('Amount', { exact: true }).fill('250.00');
+  await page.getByLabel("Sender's name").fill('Browser Payroll Ltd');
+  await page.getByLabel('Reference (optional)').fill('PAY-NOV');
+  await page.click('#incoming-submit');
+  await page.waitForSelector('#notice');
+  assert.match(await page.textContent('#notice'), /A transaction of 250\.00 KES arrived on .+: transaction \S+\./);
+  await look(page, 'org-sandbox-event');
   // Usage: the app's PAR and token calls, metered off the request path, drawn as SVG.
   const orgPath = new URL(page.url()).pathname;
   let calls = 0;

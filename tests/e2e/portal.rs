@@ -2,7 +2,8 @@
 //! browser without JavaScript would, organisations with roles (each rule with a test
 //! that fails if the rule is removed), apps whose sandbox clients then complete the real
 //! FAPI flow over mTLS with the downloaded kit, CSR signing, key checks, deletion, and
-//! the go-live review with its audit trail.
+//! the go-live review with its audit trail, and the sandbox event triggers whose webhooks
+//! reach a real HTTPS receiver.
 
 use authz_server::clock::Clock;
 use base64::Engine;
@@ -1138,4 +1139,416 @@ async fn usage_pages_show_the_calls_the_app_made() {
         .unwrap();
     assert_eq!(anon.status, StatusCode::SEE_OTHER);
     p.finish().await;
+}
+
+// ---------- sandbox event triggers ----------
+
+mod triggers {
+    use super::*;
+    use crate::events as ev;
+    use crate::payments as pay;
+    use authz_store::{EVENT_RESOURCE_UPDATE, EVENT_TRANSACTION_CREATED};
+    use reqwest::Method;
+    use wekeza_tests::{TestPlatform, query_param};
+
+    async fn spawn() -> TestPlatform {
+        TestPlatform::spawn_with(|c| {
+            c.events_retry_base_ms = 100;
+            c.events_poll_interval_ms = 50;
+            c.events_delivery_timeout_ms = 2000;
+        })
+        .await
+    }
+
+    /// An org with an owner, a viewer, and an app (generated keys) whose kit's TPP is
+    /// subscribed to `types` at `path` on the receiver.
+    struct Setup {
+        owner: DevAgent,
+        viewer: DevAgent,
+        org: String,
+        kit: Kit,
+        tpp: Tpp,
+    }
+
+    async fn setup(p: &TestPlatform, who: &str, port: u16, path: &str, types: &[&str]) -> Setup {
+        let cb = format!("{}/sandbox/callback", p.kit.issuer);
+        let owner = DevAgent::signup(p, &format!("{who}-own")).await;
+        let viewer = DevAgent::signup(p, &format!("{who}-view")).await;
+        let org = owner.create_org(&format!("{who} Ltd")).await;
+        owner
+            .post(
+                &format!("/portal/orgs/{org}/members"),
+                &[("invitee", &format!("{who}-view")), ("role", "viewer")],
+            )
+            .await;
+        let viewer = viewer.relogin(p).await;
+        let r = owner
+            .create_app(
+                &org,
+                &app_form(
+                    "Hooks",
+                    &cb,
+                    &[("auth_method", "private_key_jwt"), ("keys", "generate")],
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.html);
+        let (_, kit) = save_kit(p, &kit_from_secrets_page(&r.html), &[]);
+        let tpp = tpp_of(p, &kit).await;
+        let mut data = json!({"Version": "4.0",
+            "CallbackUrl": format!("https://localhost:{port}{path}"), "EventTypes": types});
+        if types.is_empty() {
+            data.as_object_mut().unwrap().remove("EventTypes");
+        }
+        let r = ev::call(
+            &tpp,
+            Method::POST,
+            &ev::rs(p, "/open-banking/v4.0/events/event-subscriptions"),
+            Some(&json!({ "Data": data })),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        Setup {
+            owner,
+            viewer,
+            org,
+            kit,
+            tpp,
+        }
+    }
+
+    /// An account-access consent of the app, authorised by the kit's own test customer
+    /// for `account`.
+    async fn ais_consent(p: &TestPlatform, s: &Setup, account: &str) {
+        let body = json!({"Data": {"Permissions": ["ReadAccountsDetail", "ReadTransactionsDetail",
+            "ReadTransactionsCredits", "ReadTransactionsDebits"],
+            "ExpirationDateTime": "2099-01-01T00:00:00Z"}, "Risk": {}});
+        let r = ev::call(
+            &s.tpp,
+            Method::POST,
+            &ev::rs(p, "/open-banking/v4.0/aisp/account-access-consents"),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let id = r.body["Data"]["ConsentId"].as_str().unwrap().to_owned();
+        let claims =
+            json!({"id_token": {"openbanking_intent_id": {"value": id, "essential": true}}})
+                .to_string();
+        let pkce = Pkce::new();
+        let extra = [("scope", "openid accounts"), ("claims", claims.as_str())];
+        let par = s.tpp.par(&pkce, "st-tr", "n-tr", &extra).await.unwrap();
+        assert_eq!(par.status, 201, "{:?}", par.body);
+        let agent = p.customer();
+        let login = agent
+            .open(&s.tpp.authorize_url(par.str("request_uri").unwrap()))
+            .await
+            .unwrap();
+        p.clock.advance(30);
+        let c = &s.kit.customer;
+        let otp = totp(&c.totp_secret, p.clock.now()).unwrap();
+        let page = agent
+            .sign_in(&login, &c.username, &c.password, &otp)
+            .await
+            .unwrap();
+        let back = agent
+            .decide_accounts(&page, true, &[account])
+            .await
+            .unwrap();
+        let code = query_param(&back, "code").expect("code");
+        let t = s.tpp.exchange_code(&code, &pkce).await.unwrap();
+        assert_eq!(t.status, 200, "{:?}", t.body);
+    }
+
+    fn audit_rows(html: &str, action: &str) -> usize {
+        html.matches(action).count()
+    }
+
+    #[tokio::test]
+    async fn a_transaction_arrives_from_the_portal_and_the_app_hears_of_it() {
+        let p = spawn().await;
+        let inbox = Arc::new(ev::Inbox::default());
+        let rx = ev::Receiver::start(&p, 0, inbox.clone()).await;
+        let keys = ev::published_keys(&p).await;
+        let s = setup(&p, "txn", rx.port, "/t", &[EVENT_TRANSACTION_CREATED]).await;
+        let alice = pay::accounts_of(&p, "alice");
+        let acct = &alice[0].id;
+        let bob = pay::accounts_of(&p, "bob");
+        ais_consent(&p, &s, acct).await;
+        let url = format!("/portal/orgs/{}/sandbox/incoming", s.org);
+        let page = s.owner.get(&format!("/portal/orgs/{}", s.org)).await;
+        assert!(
+            page.html.contains(&format!("<option value=\"{acct}\"")),
+            "the test customers' accounts are offered"
+        );
+        assert!(
+            !page
+                .html
+                .contains(&format!("<option value=\"{}\"", bob[0].id))
+        );
+        let before = pay::balance(&p, acct).await;
+        let bob_before = pay::balance(&p, &bob[0].id).await;
+        let form = [
+            ("account_id", acct.as_str()),
+            ("amount", "1234.50"),
+            ("counterparty", "Acme Payroll"),
+            ("reference", "SALARY-11"),
+        ];
+
+        // Refusals: viewer (and no form for them), no CSRF, an account the test customers
+        // cannot see, bad amounts, a missing sender. Nothing posted by any.
+        let vpage = s.viewer.get(&format!("/portal/orgs/{}", s.org)).await;
+        assert!(!vpage.html.contains("sandbox/incoming"));
+        assert_eq!(
+            s.viewer.post(&url, &form).await.status,
+            StatusCode::FORBIDDEN
+        );
+        let mut no_csrf: Vec<(&str, &str)> = vec![("csrf", "")];
+        no_csrf.extend_from_slice(&form);
+        let r = s.owner.web.post(&url, &no_csrf).await.unwrap();
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.html);
+        let r = s
+            .owner
+            .post(
+                &url,
+                &[
+                    ("account_id", acct.as_str()),
+                    ("account_id_typed", bob[0].id.as_str()),
+                    ("amount", "10.00"),
+                    ("counterparty", "X"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.html);
+        assert!(r.html.contains("Unknown account"), "{}", r.html);
+        // Alice's card is hers but not in the payment ledger: neither offered nor taken.
+        let card = {
+            let today = time::OffsetDateTime::from_unix_timestamp(p.clock.now())
+                .unwrap()
+                .date();
+            let bank = core_bank::generate(&core_bank::GeneratorConfig::sandbox(today)).unwrap();
+            let c = bank.customer_by_username("alice").unwrap();
+            bank.accounts_of(&c.id)
+                .into_iter()
+                .find(|a| a.kind == core_bank::AccountKind::CreditCard)
+                .expect("alice has a card")
+                .id
+        };
+        assert!(!page.html.contains(&card));
+        let r = s
+            .owner
+            .post(
+                &url,
+                &[
+                    ("account_id", card.as_str()),
+                    ("amount", "10.00"),
+                    ("counterparty", "X"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.html);
+        for bad in [
+            "0",
+            "0.00",
+            "-5",
+            "10.001",
+            "1e3",
+            "",
+            "12,50",
+            "99999999999999",
+        ] {
+            let r = s
+                .owner
+                .post(
+                    &url,
+                    &[
+                        ("account_id", acct.as_str()),
+                        ("amount", bad),
+                        ("counterparty", "X"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.html);
+            assert!(r.html.contains("Amount not accepted"), "{bad}: {}", r.html);
+        }
+        let r = s
+            .owner
+            .post(
+                &url,
+                &[
+                    ("account_id", acct.as_str()),
+                    ("amount", "1.00"),
+                    ("counterparty", ""),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.html);
+        assert_eq!(pay::balance(&p, acct).await, before);
+        assert_eq!(pay::balance(&p, &bob[0].id).await, bob_before);
+        assert!(inbox.sets("/t").is_empty());
+
+        // The owner's transaction: one credit, its id in the notice, the app's signed alert.
+        let r = s.owner.post(&url, &form).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+        assert_eq!(pay::balance(&p, acct).await, before + 123_450);
+        let page = s.owner.get(&format!("/portal/orgs/{}", s.org)).await;
+        let notice = page
+            .html
+            .split("arrived on ")
+            .nth(1)
+            .expect("notice")
+            .to_owned();
+        let txn = notice
+            .split("transaction ")
+            .nth(1)
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(audit_rows(&page.html, "sandbox_transaction"), 1);
+        ev::wait_for("the app's transaction alert", 20, || {
+            !inbox.sets("/t").is_empty()
+        })
+        .await;
+        let sets = inbox.sets("/t");
+        assert_eq!(sets.len(), 1);
+        let c = ev::verified(&sets[0], &keys);
+        assert_eq!(c["aud"], s.tpp.client_id.as_str());
+        assert_eq!(ev::event_type(&c), EVENT_TRANSACTION_CREATED);
+        let d = &c["events"][EVENT_TRANSACTION_CREATED];
+        assert_eq!(d["AccountId"], acct.as_str());
+        assert_eq!(d["TransactionId"], txn.as_str(), "{d}");
+        assert_eq!(d["CreditDebitIndicator"], "Credit");
+        assert_eq!(d["Amount"], json!({"Amount": "1234.50", "Currency": "KES"}));
+        assert_eq!(d["TransactionReference"], "SALARY-11");
+        p.finish().await;
+    }
+
+    fn rid(c: &Value) -> String {
+        c["events"][EVENT_RESOURCE_UPDATE]["subject"]["http://openbanking.org.uk/rid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// A payment consent of `tpp` to another bank, authorised by alice: (consent id,
+    /// body, access token). Authorising moves the clock (fresh TOTP), so every consent is
+    /// authorised before any payment runs: `…77` amounts then stay in clearing 30 s.
+    async fn authorised(p: &TestPlatform, tpp: &Tpp, amount: &str) -> (String, Value, String) {
+        let alice = pay::accounts_of(p, "alice");
+        let body = pay::consent_body(amount, "ELSEWHERE-9", Some(&alice[0].number));
+        let cid = pay::create_consent(p, tpp, &body).await;
+        let t = pay::authorise(p, tpp, &cid, None).await;
+        let at = t.str("access_token").unwrap().to_owned();
+        (cid, body, at)
+    }
+
+    async fn execute(
+        p: &TestPlatform,
+        tpp: &Tpp,
+        (cid, body, at): &(String, Value, String),
+    ) -> String {
+        let r = pay::call(
+            tpp,
+            Method::POST,
+            &pay::url(p, "/domestic-payments"),
+            at,
+            Some(&pay::payment_body(cid, body)),
+            Some(&pay::key()),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.body["Data"]["Status"], "ACSP");
+        r.body["Data"]["DomesticPaymentId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_payment_settles_now_from_the_portal_only_in_its_own_org() {
+        let p = spawn().await;
+        let inbox = Arc::new(ev::Inbox::default());
+        let rx = ev::Receiver::start(&p, 0, inbox.clone()).await;
+        let keys = ev::published_keys(&p).await;
+        let s = setup(&p, "settle", rx.port, "/s", &[EVENT_RESOURCE_UPDATE]).await;
+        let other = setup(&p, "other", rx.port, "/o", &[EVENT_RESOURCE_UPDATE]).await;
+        let a = authorised(&p, &s.tpp, "20.77").await;
+        let b = authorised(&p, &other.tpp, "30.77").await;
+        let mine = execute(&p, &s.tpp, &a).await;
+        let theirs = execute(&p, &other.tpp, &b).await;
+        let about = |path: &str, id: &str| {
+            inbox
+                .sets(path)
+                .iter()
+                .map(|x| ev::verified(x, &keys))
+                .filter(|c| rid(c) == id)
+                .count()
+        };
+        // The payment's own ACSP event first, so the next one is the settlement's.
+        ev::wait_for("the ACSP event", 20, || about("/s", &mine) >= 1).await;
+        let url = format!("/portal/orgs/{}/sandbox/settle", s.org);
+        let page = s.owner.get(&format!("/portal/orgs/{}", s.org)).await;
+        assert!(page.html.contains(&format!("data-payment=\"{mine}\"")));
+        assert!(
+            !page.html.contains(&theirs),
+            "another org's payment is not listed"
+        );
+
+        // Refusals: viewer, no CSRF, another org's payment, an unknown id.
+        let vpage = s.viewer.get(&format!("/portal/orgs/{}", s.org)).await;
+        assert!(!vpage.html.contains("sandbox/settle"));
+        assert_eq!(
+            s.viewer.post(&url, &[("payment_id", &mine)]).await.status,
+            StatusCode::FORBIDDEN
+        );
+        let r = s
+            .owner
+            .web
+            .post(&url, &[("csrf", "nope"), ("payment_id", &mine)])
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        for id in [theirs.as_str(), "pmt-nothing"] {
+            let r = s.owner.post(&url, &[("payment_id", id)]).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.html);
+            assert!(r.html.contains("Unknown payment"));
+        }
+        let ledger = pay::ledger(&p);
+        assert_eq!(
+            ledger.find_payment(&mine).await.unwrap().unwrap().status,
+            "ACSP"
+        );
+        assert_eq!(
+            ledger.find_payment(&theirs).await.unwrap().unwrap().status,
+            "ACSP"
+        );
+
+        // The owner settles theirs: ACSC at once, the TPP hears of it, audited; twice → 409.
+        let r = s.owner.post(&url, &[("payment_id", &mine)]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
+        assert_eq!(
+            ledger.find_payment(&mine).await.unwrap().unwrap().status,
+            "ACSC"
+        );
+        assert_eq!(
+            ledger.find_payment(&theirs).await.unwrap().unwrap().status,
+            "ACSP"
+        );
+        let page = s.owner.get(&format!("/portal/orgs/{}", s.org)).await;
+        assert!(
+            page.html
+                .contains(&format!("Payment {mine} left clearing: ACSC"))
+        );
+        assert_eq!(audit_rows(&page.html, "sandbox_payment_cleared"), 1);
+        ev::wait_for("the settlement event", 20, || about("/s", &mine) >= 2).await;
+        let r = s.owner.post(&url, &[("payment_id", &mine)]).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.html);
+        assert_eq!(about("/o", &mine), 0);
+        let check = ledger.ledger_check().await.unwrap();
+        assert_eq!(check.entries_sum, 0);
+        assert!(check.unbalanced_postings.is_empty() && check.balance_mismatches.is_empty());
+        p.finish().await;
+    }
 }

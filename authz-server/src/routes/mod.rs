@@ -10,6 +10,7 @@ pub mod passkey;
 pub mod portal;
 pub mod portal_apps;
 pub mod portal_docs;
+pub mod portal_sandbox;
 pub mod portal_usage;
 pub mod register;
 pub mod security;

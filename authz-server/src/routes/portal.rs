@@ -926,6 +926,14 @@ pub async fn get_org(
             }
         }
     }
+    let (sandbox_accounts, clearing_payments) = if can_manage_apps(&role) {
+        match crate::routes::portal_sandbox::tools_view(&st, &org_id).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    } else {
+        Default::default()
+    };
     let notice = take_flash(&st, &mut dev).await;
     render(
         pui::render_org(
@@ -966,6 +974,8 @@ pub async fn get_org(
                 test_customers,
                 notice,
                 error: None,
+                sandbox_accounts,
+                clearing_payments,
             },
         ),
         StatusCode::OK,
@@ -1422,6 +1432,14 @@ pub fn router() -> axum::Router<Arc<AppState>> {
         .route(
             "/portal/orgs/{org}/sandbox/reset",
             post(apps::post_sandbox_reset),
+        )
+        .route(
+            "/portal/orgs/{org}/sandbox/incoming",
+            post(crate::routes::portal_sandbox::post_incoming),
+        )
+        .route(
+            "/portal/orgs/{org}/sandbox/settle",
+            post(crate::routes::portal_sandbox::post_settle),
         )
         .route(
             "/portal/orgs/{org}/usage",
