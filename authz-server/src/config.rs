@@ -139,6 +139,11 @@ pub struct Config {
     /// The trust anchor every `x-jws-signature` names in `http://openbanking.org.uk/tan`
     /// (ours in responses, the TPP's in requests). Sandbox: the sandbox directory.
     pub jws_trust_anchor: String,
+    /// Sandbox load tests only (`WEKEZA_SANDBOX_LOAD_ACCOUNTS`): 0 = the load customers
+    /// share the sandbox customer's accounts (one hot debtor account); N = the bank
+    /// generates N more customers and load customer i banks as customer i mod N, so
+    /// payments spread over N debtor accounts.
+    pub sandbox_load_accounts: u32,
 }
 
 /// One gateway plan. Rates of 0 mean unlimited.
@@ -258,6 +263,7 @@ impl Default for Config {
             billing_currency: "KES".into(),
             jws_signature_required: true,
             jws_trust_anchor: crate::provision::SANDBOX_TRUST_ANCHOR.into(),
+            sandbox_load_accounts: 0,
         }
     }
 }
@@ -509,6 +515,9 @@ impl Config {
         errs.extend(self.gateway_problems());
         if self.sandbox_load_customers > 100_000 {
             errs.push("sandbox_load_customers must be at most 100000".into());
+        }
+        if self.sandbox_load_accounts > 10_000 {
+            errs.push("sandbox_load_accounts must be at most 10000".into());
         }
         if self.mode == Mode::Production {
             for (name, v) in [

@@ -430,7 +430,13 @@ pub async fn start_with(
             "TOTP secrets sealed at rest"
         );
     }
-    let bank = sandbox_bank(&*store, now, config.sandbox_load_customers).await?;
+    let bank = sandbox_bank(
+        &*store,
+        now,
+        config.sandbox_load_customers,
+        config.sandbox_load_accounts,
+    )
+    .await?;
 
     // Dynamic client registration (before the kit is handed out: it adds a statement).
     let dcr = routes::register::Dcr::configure(&config, sandbox.as_mut(), now)?;
@@ -559,9 +565,14 @@ pub async fn sandbox_bank(
     store: &dyn DurableStore,
     now: i64,
     load_customers: u32,
+    load_accounts: u32,
 ) -> anyhow::Result<Arc<core_bank::SandboxBank>> {
     let today = time::OffsetDateTime::from_unix_timestamp(now)?.date();
-    let bank = core_bank::generate(&core_bank::GeneratorConfig::sandbox(today))
+    let cfg = core_bank::GeneratorConfig {
+        extra_customers: load_accounts as usize,
+        ..core_bank::GeneratorConfig::sandbox(today)
+    };
+    let bank = core_bank::generate(&cfg)
         .map_err(|e| anyhow::anyhow!("generating the sandbox bank: {e}"))?;
     let bank = Arc::new(core_bank::SandboxBank::new(bank));
     let customers = bank.read(|b| b.customers().to_vec());
@@ -579,7 +590,29 @@ pub async fn sandbox_bank(
         b.customer_by_username(provision::SANDBOX_USERNAME)
             .map(|c| c.id.clone())
     });
-    if let Some(bank_id) = sandbox_customer {
+    // With `load_accounts`, the generated extra customers (after the personas) are the
+    // load customers' banks: payments then leave many debtor accounts.
+    let extras: Vec<String> = bank.read(|b| {
+        let all = b.customers();
+        all[all.len().saturating_sub(load_accounts as usize)..]
+            .iter()
+            .map(|c| c.id.clone())
+            .collect()
+    });
+    if !extras.is_empty() {
+        for i in 1..=load_customers {
+            let username = format!("{}{i:04}", provision::POOL_PREFIX);
+            let found = store
+                .find_customer_by_username(&username)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(rec) = found {
+                let bank_id = &extras[(i as usize - 1) % extras.len()];
+                bank.link_customer(&rec.id, bank_id)
+                    .map_err(|e| anyhow::anyhow!("linking {username}: {e}"))?;
+            }
+        }
+    } else if let Some(bank_id) = sandbox_customer {
         for i in 1..=load_customers {
             let username = format!("{}{i:04}", provision::POOL_PREFIX);
             let found = store

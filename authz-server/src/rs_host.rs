@@ -393,7 +393,13 @@ pub async fn start_standalone(
         .with_context(|| format!("binding resource server port {}", config.rs_port))?;
     let addr = tcp.local_addr()?;
     let base_url = format!("https://{host}:{}", addr.port());
-    let bank = crate::sandbox_bank(&*store, clock.now(), config.sandbox_load_customers).await?;
+    let bank = crate::sandbox_bank(
+        &*store,
+        clock.now(),
+        config.sandbox_load_customers,
+        config.sandbox_load_accounts,
+    )
+    .await?;
     let (tx, rx) = watch::channel(false);
     // `wekeza rs` is its own process: its metrics are scraped on their own port.
     let metrics = if config.rs_metrics_port != 0 {

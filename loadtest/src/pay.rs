@@ -2,9 +2,11 @@
 //! authorised payment consents (consent POST, PAR with the intent, a pool customer signs
 //! in and approves, code exchange), each customer once, so the TOTP rule holds; phase 2
 //! executes them all (`POST /domestic-payments` with an idempotency key) with
-//! `--connections` in flight and reports payments/s and latency. Every payment leaves
-//! the same account (the pool customers share alice's accounts): the worst case for the
-//! ledger, one hot debtor row.
+//! `--connections` in flight and reports payments/s and latency. By default every
+//! payment leaves the same account (the pool customers share alice's accounts): the worst
+//! case for the ledger, one hot debtor row. A server started with
+//! `WEKEZA_SANDBOX_LOAD_ACCOUNTS=N` gives the pool customers N banks of their own, so the
+//! payments spread over N debtor accounts.
 
 use crate::stats::{CpuSnap, Latency};
 use anyhow::{Context, ensure};
