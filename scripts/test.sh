@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 PG_URL="${WEKEZA_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS_URL_T="${WEKEZA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
+# The crash test (tests/crash) runs the real `wekeza` binary: build it first, so it exists
+# and is this tree's on a fresh machine (cargo test does not build another package's bin).
+cargo build -p authz-server --locked
+
 echo "== unit, storage and end-to-end tests on SQLite (embedded) =="
 WEKEZA_TEST_BACKEND=sqlite cargo test --workspace --locked
 
