@@ -81,6 +81,9 @@ fn valid_schema(schema: &str) -> bool {
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// The bank's internal ledger accounts known to exist (committed; they are never
+    /// deleted), so a payment skips re-asserting them (`sql_payments::ensure_internal`).
+    pub(crate) known_internal: crate::sql_payments::KnownAccounts,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -121,7 +124,11 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            known_internal: Default::default(),
+        })
     }
 
     /// Ephemeral store sharing this pool (embedded mode).

@@ -244,14 +244,38 @@ pub(crate) async fn posted(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_err)?;
-    // Legs per account (a posting could touch one account twice).
-    let mut legs: Vec<(String, i64, String, i64)> = Vec::new();
+    let mut legs: Vec<(String, i64, String, i64)> = Vec::with_capacity(rows.len());
     for r in &rows {
-        let account: String = col(r, "account_id")?;
-        let amount: i64 = col(r, "amount")?;
+        legs.push((
+            col(r, "account_id")?,
+            col(r, "amount")?,
+            col(r, "currency")?,
+            col(r, "balance")?,
+        ));
+    }
+    posted_legs(conn, posting_id, legs, at, counterparty, reference).await
+}
+
+/// [`posted`] with the customer legs already known: (account, amount, currency, balance
+/// after the posting) each.
+pub(crate) async fn posted_legs(
+    conn: &mut AnyConnection,
+    posting_id: &str,
+    rows: Vec<(String, i64, String, i64)>,
+    at: i64,
+    counterparty: &(dyn Fn(&str) -> Party + Send + Sync),
+    reference: Option<&str>,
+) -> StoreResult<()> {
+    // Legs per account (a posting could touch one account twice); the last balance seen
+    // for an account is its balance after the whole posting.
+    let mut legs: Vec<(String, i64, String, i64)> = Vec::new();
+    for (account, amount, currency, balance) in rows {
         match legs.iter_mut().find(|l| l.0 == account) {
-            Some(l) => l.1 += amount,
-            None => legs.push((account, amount, col(r, "currency")?, col(r, "balance")?)),
+            Some(l) => {
+                l.1 += amount;
+                l.3 = balance;
+            }
+            None => legs.push((account, amount, currency, balance)),
         }
     }
     let txn = format!("txn-{posting_id}");
@@ -480,6 +504,49 @@ pub(crate) async fn payment_posted(
     let details: String = col(&p, "details")?;
     let details: Value = serde_json::from_str(&details)
         .map_err(|e| StoreError::Corrupt(format!("payments.details: {e}")))?;
+    let (side, reference) = payment_sides(
+        &details,
+        debtor_id,
+        (
+            col(&p, "scheme")?,
+            col(&p, "identification")?,
+            col(&p, "name")?,
+        ),
+    );
+    posted(conn, &posting, at, &side, reference.as_deref()).await
+}
+
+/// [`payment_posted`] for the payment whose posting was just written, from what the
+/// writer already holds (no reads back).
+pub(crate) async fn payment_legs_posted(
+    conn: &mut AnyConnection,
+    payment: &crate::PaymentRecord,
+    posted: crate::sql_payments::Posted,
+    at: i64,
+) -> StoreResult<()> {
+    let (scheme, identification, name) = posted.debtor;
+    let (side, reference) = payment_sides(
+        &payment.details,
+        payment.debtor_account_id.clone(),
+        (scheme, identification, Some(name)),
+    );
+    posted_legs(
+        conn,
+        &posted.posting_id,
+        posted.legs,
+        at,
+        &side,
+        reference.as_deref(),
+    )
+    .await
+}
+
+/// A payment's counterparty as seen from each account it touched, and its reference.
+fn payment_sides(
+    details: &Value,
+    debtor_id: String,
+    (scheme, identification, name): (Option<String>, Option<String>, Option<String>),
+) -> (impl Fn(&str) -> Party + Send + Sync + use<>, Option<String>) {
     let init = details.get("Initiation").cloned().unwrap_or(Value::Null);
     let creditor = Party {
         name: str_at(&init, &["CreditorAccount", "Name"]),
@@ -487,9 +554,9 @@ pub(crate) async fn payment_posted(
         identification: str_at(&init, &["CreditorAccount", "Identification"]),
     };
     let debtor = Party {
-        name: str_at(&details, &["DebtorName"]).or(col(&p, "name")?),
-        scheme: col(&p, "scheme")?,
-        identification: col(&p, "identification")?,
+        name: str_at(details, &["DebtorName"]).or(name),
+        scheme,
+        identification,
     };
     let reference = str_at(&init, &["RemittanceInformation", "Reference"])
         .or_else(|| str_at(&init, &["RemittanceInformation", "Unstructured"]));
@@ -500,7 +567,7 @@ pub(crate) async fn payment_posted(
             debtor.clone()
         }
     };
-    posted(conn, &posting, at, &side, reference.as_deref()).await
+    (side, reference)
 }
 
 /// Hook for consent writers: an authorised account-access consent's accounts enter the

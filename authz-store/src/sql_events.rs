@@ -268,56 +268,116 @@ pub async fn enqueue_event(
     event: &NewEvent,
     now_ms: i64,
 ) -> StoreResult<String> {
-    let id = format!("evt-{}", uuid::Uuid::new_v4());
-    let detail = serde_json::to_string(&event.detail).map_err(|e| corrupt("event detail", e))?;
-    let row = sqlx::query(
+    let mut ids = enqueue_events(conn, std::slice::from_ref(event), now_ms).await?;
+    ids.pop()
+        .ok_or_else(|| StoreError::Corrupt("event insert returned no id".into()))
+}
+
+/// [`enqueue_event`] for several events of one transaction in three statements at most:
+/// the outbox rows, each client's subscriptions once, the deliveries. Returns the ids in
+/// the order of `events`.
+pub async fn enqueue_events(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+    now_ms: i64,
+) -> StoreResult<Vec<String>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(events.len());
+    let mut details = Vec::with_capacity(events.len());
+    for e in events {
+        ids.push(format!("evt-{}", uuid::Uuid::new_v4()));
+        details.push(serde_json::to_string(&e.detail).map_err(|e| corrupt("event detail", e))?);
+    }
+    const COLS: usize = 11;
+    let values: Vec<String> = (0..events.len())
+        .map(|i| {
+            let n: Vec<String> = (1..=COLS).map(|c| format!("${}", i * COLS + c)).collect();
+            format!("({})", n.join(", "))
+        })
+        .collect();
+    let mut q = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO event_outbox (id, client_id, consent_id, event_type, rid, rty, link, \
-         detail, txn, toe, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         RETURNING seq",
-    )
-    .bind(id.clone())
-    .bind(event.client_id.clone())
-    .bind(event.consent_id.clone())
-    .bind(event.event_type.clone())
-    .bind(event.rid.clone())
-    .bind(event.rty.clone())
-    .bind(event.link.clone())
-    .bind(detail)
-    .bind(event.txn.clone())
-    .bind(event.toe)
-    .bind(now_ms / 1000)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    let seq: i64 = get(&row, "seq")?;
-    let subs = sqlx::query(
-        "SELECT id, client_id, callback_url, version, event_types, created_at, updated_at \
-         FROM event_subscriptions WHERE client_id = $1",
-    )
-    .bind(event.client_id.clone())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    for s in subs.iter().map(subscription_from_row) {
-        let s = s?;
-        if !s.wants(&event.event_type) {
-            continue;
-        }
-        sqlx::query(
-            "INSERT INTO event_deliveries (subscription_id, event_id, event_seq, toe, state, \
-             next_attempt_ms, since_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5)",
+         detail, txn, toe, created_at) VALUES {} RETURNING id, seq",
+        values.join(", ")
+    )));
+    for ((e, id), detail) in events.iter().zip(&ids).zip(details) {
+        q = q
+            .bind(id.clone())
+            .bind(e.client_id.clone())
+            .bind(e.consent_id.clone())
+            .bind(e.event_type.clone())
+            .bind(e.rid.clone())
+            .bind(e.rty.clone())
+            .bind(e.link.clone())
+            .bind(detail)
+            .bind(e.txn.clone())
+            .bind(e.toe)
+            .bind(now_ms / 1000);
+    }
+    let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
+    // RETURNING order is not promised for a multi-row insert: match by id.
+    let mut seqs = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        seqs.insert(get::<String>(r, "id")?, get::<i64>(r, "seq")?);
+    }
+    // (subscription, event id, seq, toe) for every subscription that wants its event.
+    let mut deliveries: Vec<(String, &str, i64, i64)> = Vec::new();
+    let mut clients: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    for client in clients {
+        let subs = sqlx::query(
+            "SELECT id, client_id, callback_url, version, event_types, created_at, updated_at \
+             FROM event_subscriptions WHERE client_id = $1",
         )
-        .bind(s.id)
-        .bind(id.clone())
-        .bind(seq)
-        .bind(event.toe)
-        .bind(now_ms)
-        .execute(&mut *conn)
+        .bind(client.to_owned())
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
+        let subs = subs
+            .iter()
+            .map(subscription_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        for (e, id) in events.iter().zip(&ids) {
+            if e.client_id != client {
+                continue;
+            }
+            let seq = *seqs
+                .get(id)
+                .ok_or_else(|| StoreError::Corrupt("event insert lost a row".into()))?;
+            for s in subs.iter().filter(|s| s.wants(&e.event_type)) {
+                deliveries.push((s.id.clone(), id.as_str(), seq, e.toe));
+            }
+        }
     }
-    Ok(id)
+    if !deliveries.is_empty() {
+        const DCOLS: usize = 4;
+        let values: Vec<String> = (0..deliveries.len())
+            .map(|i| {
+                let b = i * DCOLS;
+                format!(
+                    "(${}, ${}, ${}, ${}, 'pending', $1, $1, $1)",
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect();
+        let mut q = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO event_deliveries (subscription_id, event_id, event_seq, toe, state, \
+             next_attempt_ms, since_ms, updated_at_ms) VALUES {}",
+            values.join(", ")
+        )))
+        .bind(now_ms);
+        for (sub, id, seq, toe) in deliveries {
+            q = q.bind(sub).bind(id.to_owned()).bind(seq).bind(toe);
+        }
+        q.execute(&mut *conn).await.map_err(db_err)?;
+    }
+    Ok(ids)
 }
 
 /// The resource type and path of a consent kind that emits events, if any.
@@ -354,7 +414,20 @@ pub(crate) async fn payment_changed(
     txn: &str,
     toe: i64,
 ) -> StoreResult<()> {
-    let event = NewEvent {
+    let event = payment_changed_event(client_id, consent_id, payment_id, txn, toe);
+    enqueue_event(conn, &event, due_ms(toe)).await?;
+    Ok(())
+}
+
+/// The `resource-update` event of a domestic payment.
+pub(crate) fn payment_changed_event(
+    client_id: &str,
+    consent_id: &str,
+    payment_id: &str,
+    txn: &str,
+    toe: i64,
+) -> NewEvent {
+    NewEvent {
         client_id: client_id.to_owned(),
         consent_id: Some(consent_id.to_owned()),
         event_type: EVENT_RESOURCE_UPDATE.into(),
@@ -364,24 +437,19 @@ pub(crate) async fn payment_changed(
         detail: serde_json::json!({}),
         txn: txn.to_owned(),
         toe,
-    };
-    enqueue_event(conn, &event, due_ms(toe)).await?;
-    Ok(())
+    }
 }
 
 /// A payment consent consumed by its payment (`execute_payment` changes the status
-/// itself, not through `update_consent`): `resource-update` for the consent.
-pub(crate) async fn payment_consent_consumed(
-    conn: &mut AnyConnection,
+/// itself, not through `update_consent`): its `resource-update`.
+pub(crate) fn payment_consent_consumed_event(
     client_id: &str,
     consent_id: &str,
     txn: &str,
     toe: i64,
-) -> StoreResult<()> {
-    let Some((rty, link)) = consent_resource("domestic-payment", consent_id) else {
-        return Ok(());
-    };
-    let event = NewEvent {
+) -> Option<NewEvent> {
+    let (rty, link) = consent_resource("domestic-payment", consent_id)?;
+    Some(NewEvent {
         client_id: client_id.to_owned(),
         consent_id: Some(consent_id.to_owned()),
         event_type: EVENT_RESOURCE_UPDATE.into(),
@@ -391,9 +459,7 @@ pub(crate) async fn payment_consent_consumed(
         detail: serde_json::json!({}),
         txn: txn.to_owned(),
         toe,
-    };
-    enqueue_event(conn, &event, due_ms(toe)).await?;
-    Ok(())
+    })
 }
 
 /// Called by `update_consent` inside its transaction, after the guarded update took:

@@ -20,6 +20,7 @@ use crate::sql::{col, db_err};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
+use std::collections::HashSet;
 
 use crate::{AuditEntry, ConsentRecord, SqlStore, StoreError, StoreResult};
 
@@ -284,14 +285,35 @@ pub fn internal_account_id(purpose: &str, currency: &str) -> String {
 
 pub(crate) type Tx<'a> = Transaction<'a, Any>;
 
+/// Internal account ids seen committed in this store's database.
+pub(crate) type KnownAccounts = std::sync::Arc<std::sync::Mutex<HashSet<String>>>;
+
 pub(crate) async fn ensure_internal(
     tx: &mut Tx<'_>,
     purpose: &str,
     currency: &str,
     now: i64,
 ) -> StoreResult<String> {
+    ensure_internal_known(tx, None, purpose, currency, now).await
+}
+
+/// [`ensure_internal`], skipping the statement when `known` already saw the account. An
+/// insert that found the row (0 rows) proves it committed: an uncommitted concurrent
+/// insert would have made this one wait for its outcome.
+pub(crate) async fn ensure_internal_known(
+    tx: &mut Tx<'_>,
+    known: Option<&KnownAccounts>,
+    purpose: &str,
+    currency: &str,
+    now: i64,
+) -> StoreResult<String> {
     let id = internal_account_id(purpose, currency);
-    sqlx::query(
+    if let Some(k) = known
+        && k.lock().is_ok_and(|k| k.contains(&id))
+    {
+        return Ok(id);
+    }
+    let n = sqlx::query(
         "INSERT INTO ledger_accounts (id, kind, name, currency, created_at, updated_at) \
          VALUES ($1, 'internal', $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
     )
@@ -301,11 +323,19 @@ pub(crate) async fn ensure_internal(
     .bind(now)
     .execute(&mut **tx)
     .await
-    .map_err(db_err)?;
+    .map_err(db_err)?
+    .rows_affected();
+    if n == 0
+        && let Some(k) = known
+        && let Ok(mut k) = k.lock()
+    {
+        k.insert(id.clone());
+    }
     Ok(id)
 }
 
 /// One posting with its legs; the legs must sum to zero (checked here, before writing).
+/// The legs go in with one statement: a payment is latency-bound on its round trips.
 pub(crate) async fn post(
     tx: &mut Tx<'_>,
     kind: &str,
@@ -334,18 +364,20 @@ pub(crate) async fn post(
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
+    // ($1 posting, $2 at, then account/amount pairs); legs keep their order (`seq`).
+    let values: Vec<String> = (0..legs.len())
+        .map(|i| format!("($1, ${}, ${}, $2)", 3 + 2 * i, 4 + 2 * i))
+        .collect();
+    let mut q = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO ledger_entries (posting_id, account_id, amount, at) VALUES {}",
+        values.join(", ")
+    )))
+    .bind(id.clone())
+    .bind(now);
     for (account, amount) in legs {
-        sqlx::query(
-            "INSERT INTO ledger_entries (posting_id, account_id, amount, at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.clone())
-        .bind((*account).to_owned())
-        .bind(*amount)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+        q = q.bind((*account).to_owned()).bind(*amount);
     }
+    q.execute(&mut **tx).await.map_err(db_err)?;
     Ok(id)
 }
 
@@ -411,27 +443,23 @@ pub(crate) async fn claim_key(tx: &mut Tx<'_>, k: &IdempotencyRecord) -> StoreRe
     Ok(n == 1)
 }
 
+/// What a payment's posting did to the customer accounts it touched, for the alerts
+/// written in the same transaction (so they need not read back what was just written).
+#[derive(Debug, Clone)]
+pub(crate) struct Posted {
+    pub posting_id: String,
+    /// Per customer account: (account, amount, currency, balance after the posting).
+    pub legs: Vec<(String, i64, String, i64)>,
+    /// The debtor account's scheme, identification and name (what a credited customer
+    /// sees as the counterparty).
+    pub debtor: (Option<String>, Option<String>, String),
+}
+
 /// Steps 3–6 of a payment inside the caller's transaction (which claimed the key and
 /// consumed the consent): resolve the creditor, the guarded debit and the credit leg with
 /// their posting (or RJCT with AM03 / AM04 and no money moved), the payment row and its
 /// first status. Used by [`PaymentStore::execute_payment`] and, once per item, by the
 /// file payments (`sql_file_payments.rs`). An `Err` means the caller must roll back.
-pub(crate) async fn apply_payment(
-    tx: &mut Tx<'_>,
-    x: &PaymentExecution,
-) -> StoreResult<PaymentRecord> {
-    apply_leg(
-        tx,
-        &x.payment,
-        &x.creditor_scheme,
-        &x.creditor_identification,
-        x.clearing_after_secs,
-        &x.clearing_outcome,
-    )
-    .await
-}
-
-/// [`apply_payment`] from its parts (a file payment's item has no consent or key of its own).
 pub(crate) async fn apply_leg(
     tx: &mut Tx<'_>,
     p: &PaymentRecord,
@@ -440,6 +468,27 @@ pub(crate) async fn apply_leg(
     clearing_after_secs: i64,
     clearing_outcome: &str,
 ) -> StoreResult<PaymentRecord> {
+    let (out, _) = apply_leg_posted(
+        tx,
+        None,
+        p,
+        (creditor_scheme, creditor_identification),
+        clearing_after_secs,
+        clearing_outcome,
+    )
+    .await?;
+    Ok(out)
+}
+
+/// [`apply_leg`], also returning what the posting did (`None`: rejected, nothing moved).
+pub(crate) async fn apply_leg_posted(
+    tx: &mut Tx<'_>,
+    known: Option<&KnownAccounts>,
+    p: &PaymentRecord,
+    (creditor_scheme, creditor_identification): (&str, &str),
+    clearing_after_secs: i64,
+    clearing_outcome: &str,
+) -> StoreResult<(PaymentRecord, Option<Posted>)> {
     let now = p.created_at;
     // 3. Where the money goes: an account of this bank, or the clearing.
     let creditor = sqlx::query(
@@ -457,6 +506,7 @@ pub(crate) async fn apply_leg(
     };
     let mut out = p.clone();
     out.external = creditor.is_none();
+    let mut posted = None;
     let mut reject = |reason: &str| {
         out.status = "RJCT".into();
         out.status_reason = Some(reason.into());
@@ -470,70 +520,89 @@ pub(crate) async fn apply_leg(
         let debited = sqlx::query(
             "UPDATE ledger_accounts SET balance = balance - $1, updated_at = $2 \
              WHERE id = $3 AND kind = 'customer' AND currency = $4 \
-               AND balance - $1 >= -overdraft_limit",
+               AND balance - $1 >= -overdraft_limit \
+             RETURNING balance, scheme, identification, name",
         )
         .bind(p.amount)
         .bind(now)
         .bind(p.debtor_account_id.clone())
         .bind(p.currency.clone())
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await
-        .map_err(db_err)?
-        .rows_affected();
-        if debited != 1 {
-            let exists = sqlx::query(
-                "SELECT currency FROM ledger_accounts WHERE id = $1 AND kind = 'customer'",
-            )
-            .bind(p.debtor_account_id.clone())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?;
-            match exists {
-                None => {
-                    // The caller's transaction is dropped, so rolled back.
-                    return Err(StoreError::Conflict(format!(
-                        "debtor account {} is not in the ledger",
-                        p.debtor_account_id
-                    )));
+        .map_err(db_err)?;
+        match debited {
+            None => {
+                let exists = sqlx::query(
+                    "SELECT currency FROM ledger_accounts WHERE id = $1 AND kind = 'customer'",
+                )
+                .bind(p.debtor_account_id.clone())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_err)?;
+                match exists {
+                    None => {
+                        // The caller's transaction is dropped, so rolled back.
+                        return Err(StoreError::Conflict(format!(
+                            "debtor account {} is not in the ledger",
+                            p.debtor_account_id
+                        )));
+                    }
+                    Some(r) if col::<String>(&r, "currency")? != p.currency => reject("AM03"),
+                    Some(_) => reject("AM04"),
                 }
-                Some(r) if col::<String>(&r, "currency")? != p.currency => reject("AM03"),
-                Some(_) => reject("AM04"),
             }
-        } else {
-            // 5. The credit leg.
-            let to = match &creditor {
-                Some((id, _)) => {
-                    sqlx::query(
-                        "UPDATE ledger_accounts SET balance = balance + $1, updated_at = $2 \
-                         WHERE id = $3",
-                    )
-                    .bind(p.amount)
-                    .bind(now)
-                    .bind(id.clone())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_err)?;
-                    out.status = "ACSC".into();
-                    id.clone()
-                }
-                None => {
-                    out.status = "ACSP".into();
-                    out.clearing_outcome = Some(clearing_outcome.to_owned());
-                    out.next_action_at = Some(now + clearing_after_secs);
-                    ensure_internal(tx, "clearing", &p.currency, now).await?
-                }
-            };
-            out.status_reason = None;
-            out.creditor_account_id = Some(to.clone());
-            post(
-                tx,
-                "payment",
-                Some(&p.id),
-                "domestic payment",
-                &[(&p.debtor_account_id, -p.amount), (&to, p.amount)],
-                now,
-            )
-            .await?;
+            Some(d) => {
+                let mut legs = vec![(
+                    p.debtor_account_id.clone(),
+                    -p.amount,
+                    p.currency.clone(),
+                    col::<i64>(&d, "balance")?,
+                )];
+                // 5. The credit leg.
+                let to = match &creditor {
+                    Some((id, _)) => {
+                        let after = sqlx::query_scalar::<_, i64>(
+                            "UPDATE ledger_accounts SET balance = balance + $1, updated_at = $2 \
+                             WHERE id = $3 RETURNING balance",
+                        )
+                        .bind(p.amount)
+                        .bind(now)
+                        .bind(id.clone())
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(db_err)?;
+                        legs.push((id.clone(), p.amount, p.currency.clone(), after));
+                        out.status = "ACSC".into();
+                        id.clone()
+                    }
+                    None => {
+                        out.status = "ACSP".into();
+                        out.clearing_outcome = Some(clearing_outcome.to_owned());
+                        out.next_action_at = Some(now + clearing_after_secs);
+                        ensure_internal_known(tx, known, "clearing", &p.currency, now).await?
+                    }
+                };
+                out.status_reason = None;
+                out.creditor_account_id = Some(to.clone());
+                let posting_id = post(
+                    tx,
+                    "payment",
+                    Some(&p.id),
+                    "domestic payment",
+                    &[(&p.debtor_account_id, -p.amount), (&to, p.amount)],
+                    now,
+                )
+                .await?;
+                posted = Some(Posted {
+                    posting_id,
+                    legs,
+                    debtor: (
+                        col(&d, "scheme")?,
+                        col(&d, "identification")?,
+                        col(&d, "name")?,
+                    ),
+                });
+            }
         }
     }
     // 6. The payment and its first status.
@@ -563,7 +632,7 @@ pub(crate) async fn apply_leg(
     .map_err(db_err)?;
     log_status(tx, &out.id, now, &out.status, out.status_reason.as_deref()).await?;
     out.updated_at = now;
-    Ok(out)
+    Ok((out, posted))
 }
 
 impl SqlStore {
@@ -752,30 +821,38 @@ impl PaymentStore for SqlStore {
             return Ok(Executed::ConsentNotAuthorised);
         }
         // 3.–6. The money and the payment row (shared with the file payments' items).
-        let out = apply_payment(&mut tx, x).await?;
+        let (out, posted) = apply_leg_posted(
+            &mut tx,
+            Some(&self.known_internal),
+            &x.payment,
+            (&x.creditor_scheme, &x.creditor_identification),
+            x.clearing_after_secs,
+            &x.clearing_outcome,
+        )
+        .await?;
         // The consent's audit line.
         audit(&mut tx, &x.audit).await?;
-        crate::sql_alerts::payment_posted(&mut tx, &out.id, "payment", now).await?;
+        if let Some(posted) = posted {
+            crate::sql_alerts::payment_legs_posted(&mut tx, &out, posted, now).await?;
+        }
         // 7. The TPP's events, in this transaction: they exist exactly when the payment
         // does (a rolled-back attempt or an idempotent replay writes none).
         let txn = format!("txn-{}", uuid::Uuid::new_v4());
-        crate::sql_events::payment_consent_consumed(
-            &mut tx,
+        let mut events = Vec::with_capacity(2);
+        events.extend(crate::sql_events::payment_consent_consumed_event(
             &out.client_id,
             &out.consent_id,
             &txn,
             now,
-        )
-        .await?;
-        crate::sql_events::payment_changed(
-            &mut tx,
+        ));
+        events.push(crate::sql_events::payment_changed_event(
             &out.client_id,
             &out.consent_id,
             &out.id,
             &txn,
             now,
-        )
-        .await?;
+        ));
+        crate::sql_events::enqueue_events(&mut tx, &events, crate::sql_events::due_ms(now)).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(Executed::Done(Box::new(out)))
     }

@@ -732,14 +732,15 @@ pub async fn create_domestic_payment(
     let now = st.clock.now();
     let now_s = now.unix_timestamp();
     let store = payments(&st)?;
-    if let Some(k) = store.find_idempotency(&t.client_id, &key, now_s).await? {
-        return replay_payment(&st, &t.client_id, &k, &hash).await;
-    }
+    // No look at the key yet: a repeated key is caught by the execution's claim of it
+    // (`Executed::KeyInUse`), or below where the consent is no longer Authorised, so a
+    // first request pays one round trip less. A repeat differs only in error precedence:
+    // a repeated key with an unparsable body is refused for its body.
     let json = json_body(&headers, &body)?;
     let req = pay::parse_payment_body(&json).map_err(pay_err)?;
     let (r, mut d) = bound_consent(&st, &t, &req.consent_id).await?;
     if r.status != Stored::Authorised {
-        // A request with the same key may have consumed it since the first look.
+        // A request with the same key may have consumed it: answer with that payment.
         if let Some(k) = store.find_idempotency(&t.client_id, &key, now_s).await? {
             return replay_payment(&st, &t.client_id, &k, &hash).await;
         }
