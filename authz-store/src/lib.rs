@@ -18,6 +18,7 @@ mod sql_alerts;
 mod sql_auth;
 mod sql_events;
 mod sql_file_payments;
+mod sql_ledger_history;
 mod sql_logos;
 mod sql_payments;
 mod sql_portal;
@@ -48,6 +49,9 @@ pub use sql_events::{
 pub use sql_file_payments::{
     FileExecuted, FileExecution, FileItem, FilePaymentRecord, FilePaymentStore, StoredFile,
     Uploaded,
+};
+pub use sql_ledger_history::{
+    LedgerHistory, LedgerHistoryQuery, LedgerHistoryStore, LedgerTransaction,
 };
 pub use sql_logos::{ClientLogo, LogoStore};
 pub use sql_payments::{
@@ -257,6 +261,12 @@ pub trait DurableStore: Send + Sync {
 
     /// The developer portal's storage (`sql_portal.rs`), if this backend has one.
     fn portal(&self) -> Option<&dyn PortalStore> {
+        None
+    }
+
+    /// An account's ledger postings as transactions (`sql_ledger_history.rs`), if this
+    /// backend keeps the payment ledger.
+    fn ledger_history(&self) -> Option<&dyn LedgerHistoryStore> {
         None
     }
 }

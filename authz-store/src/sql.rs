@@ -358,6 +358,10 @@ impl DurableStore for SqlStore {
         Some(self)
     }
 
+    fn ledger_history(&self) -> Option<&dyn crate::LedgerHistoryStore> {
+        Some(self)
+    }
+
     fn registrations(&self) -> Option<&dyn crate::RegistrationStore> {
         Some(self)
     }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod ais_payments;
 mod alerts;
 mod auth_factors;
 mod authorize;
