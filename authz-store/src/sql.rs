@@ -362,6 +362,10 @@ impl DurableStore for SqlStore {
         Some(self)
     }
 
+    fn consent_lapse(&self) -> Option<&dyn crate::ConsentLapseStore> {
+        Some(self)
+    }
+
     fn registrations(&self) -> Option<&dyn crate::RegistrationStore> {
         Some(self)
     }

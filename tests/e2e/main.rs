@@ -20,6 +20,7 @@ mod message_signing;
 mod metrics;
 mod par;
 mod passkey_backoff;
+mod payment_consent_lifetimes;
 mod payment_events;
 mod payment_signatures;
 mod payments;
