@@ -109,8 +109,13 @@ async fn payments_are_booked_transactions_of_the_account() {
     al::incoming(&p, &acct.id, "25.50", "Carol Wanjiru", "RENT DEC").await;
     al::pay_out(&p, payer, other_acct, "ELSEWHERE-8", "4.44").await;
     al::incoming(&p, &bob[0].id, "9.99", "Zed", "BOB ONLY").await;
+    // One alert per consent that may see the transaction: wait for a debit and a credit.
     ev::wait_for("both alerts", 20, || {
-        al::of_type(&inbox, "/t", &keys, EVENT_TRANSACTION_CREATED).len() >= 2
+        let got = al::of_type(&inbox, "/t", &keys, EVENT_TRANSACTION_CREATED);
+        ["Debit", "Credit"].iter().all(|i| {
+            got.iter()
+                .any(|c| al::body(c, EVENT_TRANSACTION_CREATED)["CreditDebitIndicator"] == *i)
+        })
     })
     .await;
     let alerts = al::of_type(&inbox, "/t", &keys, EVENT_TRANSACTION_CREATED);
@@ -228,6 +233,57 @@ async fn payments_are_booked_transactions_of_the_account() {
     assert_eq!(by_id(&c, &credit_id).len(), 1);
     assert!(by_id(&c, &debit_id).is_empty());
     assert!(c.iter().all(|t| t["CreditDebitIndicator"] == "Credit"));
+
+    // A payment from another of alice's accounts to this one (an internal credit, the
+    // payer as DebtorAccount) and one the other bank returns (the debit, then the return's
+    // credit, the payee as DebtorAccount): each booked once, under its alert's id.
+    let seen = al::of_type(&inbox, "/t", &keys, EVENT_TRANSACTION_CREATED).len();
+    al::pay_out(&p, payer, other_acct, &acct.number, "7.00").await;
+    let returned = al::pay_out(&p, payer, acct, "ELSEWHERE-3", "3.13").await;
+    let cc = pay::cc_token(payer, "payments").await;
+    pay::wait_status(&p, payer, &cc, &returned, "RJCT").await;
+    ev::wait_for("three more alerts", 20, || {
+        al::of_type(&inbox, "/t", &keys, EVENT_TRANSACTION_CREATED).len() >= seen + 3
+    })
+    .await;
+    let (all, _) = all_pages(tpp, &url, &detail).await;
+    assert_eq!(all.len(), before_total + 5);
+    for c in &al::of_type(&inbox, "/t", &keys, EVENT_TRANSACTION_CREATED)[seen..] {
+        let a = al::body(c, EVENT_TRANSACTION_CREATED);
+        let t = by_id(&all, a["TransactionId"].as_str().unwrap());
+        assert_eq!(t.len(), 1, "{a}");
+        assert_eq!(t[0]["Amount"], a["Amount"]);
+        assert_eq!(t[0]["CreditDebitIndicator"], a["CreditDebitIndicator"]);
+        for side in ["DebtorAccount", "CreditorAccount"] {
+            if let Some(party) = a.get(side) {
+                assert_eq!(
+                    t[0][side]["Identification"], party["Identification"],
+                    "{side}: {}",
+                    t[0]
+                );
+            }
+        }
+    }
+    let internal = all
+        .iter()
+        .find(|t| t["Amount"]["Amount"] == "7.00")
+        .unwrap();
+    assert_eq!(internal["CreditDebitIndicator"], "Credit");
+    assert_eq!(
+        internal["DebtorAccount"]["Identification"],
+        other_acct.number.as_str()
+    );
+    let back: Vec<&Value> = all
+        .iter()
+        .filter(|t| t["Amount"]["Amount"] == "3.13")
+        .collect();
+    assert_eq!(back.len(), 2, "the debit and its return");
+    assert_eq!(
+        back[0]["CreditDebitIndicator"], "Credit",
+        "the return is newer"
+    );
+    assert_eq!(back[0]["DebtorAccount"]["Identification"], "ELSEWHERE-3");
+    assert_eq!(back[1]["CreditDebitIndicator"], "Debit");
 
     rx.stop().await;
     p.finish().await;
