@@ -106,6 +106,13 @@ pub struct Config {
     /// How often each resource-server process sweeps expired consents (their EXPD
     /// events) and applies the retention period.
     pub events_housekeeping_interval_ms: u64,
+    /// Payment consents (domestic and file) still awaiting authorisation this long after
+    /// their creation lapse to `RJCT` in the housekeeping sweep, and can no longer be
+    /// authorised (ADR 0019; `WEKEZA_PAYMENT_CONSENT_AUTH_WINDOW_SECS`, default 3600).
+    pub payment_consent_auth_window_secs: i64,
+    /// Authorised payment consents not used this long after their authorisation lapse to
+    /// `EXPD` (`WEKEZA_PAYMENT_CONSENT_AUTHORISED_TTL_SECS`, default 86400).
+    pub payment_consent_authorised_ttl_secs: i64,
     /// Gateway plans by name (issue 9, ADR 0015): `sandbox` (every client without a
     /// `client_plans` row), `standard`, `premium`. Environment override of one value:
     /// `WEKEZA_PLANS='{standard={client_rate_per_second=50.0}}'` (merged into the defaults).
@@ -250,6 +257,8 @@ impl Default for Config {
             rs_metrics_port: 0,
             events_retention_days: 30,
             events_housekeeping_interval_ms: 5_000,
+            payment_consent_auth_window_secs: 3600,
+            payment_consent_authorised_ttl_secs: 24 * 3600,
             plans: default_plans(),
             gateway_enabled: true,
             gateway_unauthenticated_per_second: 50.0,
@@ -269,6 +278,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The payment consent lifetimes (ADR 0019).
+    pub fn payment_consent_lifetimes(
+        &self,
+    ) -> openbanking::consent_lifetime::PaymentConsentLifetimes {
+        openbanking::consent_lifetime::PaymentConsentLifetimes {
+            auth_window_secs: self.payment_consent_auth_window_secs,
+            authorised_ttl_secs: self.payment_consent_authorised_ttl_secs,
+        }
+    }
+
     /// `(per second, burst)` for the resource server, `None` when throttling is off.
     pub fn rs_rate_limit(&self) -> Option<(u32, u32)> {
         (self.rs_rate_limit_per_second > 0).then(|| {
@@ -429,6 +448,20 @@ impl Config {
             10,
             3_600_000,
             "expiry sweep and retention interval",
+        );
+        range(
+            "payment_consent_auth_window_secs",
+            self.payment_consent_auth_window_secs,
+            60,
+            7 * 24 * 3600,
+            "how long a payment consent waits for authorisation",
+        );
+        range(
+            "payment_consent_authorised_ttl_secs",
+            self.payment_consent_authorised_ttl_secs,
+            60,
+            90 * 24 * 3600,
+            "how long an authorised payment consent stays usable",
         );
         range(
             "events_retry_base_ms",

@@ -68,6 +68,7 @@ pub async fn check_intent(
     let Some(c) = find(st, client_id, intent_id).await? else {
         return Ok(false);
     };
+    crate::ob_payments::lapse_check(st, &c)?;
     authorisable(c)?;
     if !scope.split(' ').any(|s| s == SCOPE_PAYMENTS) {
         return Err(OAuthError::new(
@@ -87,7 +88,10 @@ pub async fn requested(
         return Ok(None);
     };
     match find(st, &req.client_id, id).await? {
-        Some(c) => authorisable(c).map(Some),
+        Some(c) => {
+            crate::ob_payments::lapse_check(st, &c)?;
+            authorisable(c).map(Some)
+        }
         None => Ok(None),
     }
 }

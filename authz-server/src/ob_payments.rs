@@ -84,6 +84,22 @@ pub async fn create_rar_consent(
     Ok(record.id)
 }
 
+/// A payment consent (domestic or file) awaiting authorisation past its window may not
+/// be authorised, even before the sweep has moved it to RJCT (ADR 0019).
+pub(crate) fn lapse_check(st: &AppState, c: &ConsentRecord) -> OAuthResult<()> {
+    let lapsed = st
+        .config
+        .payment_consent_lifetimes()
+        .lapse(true, c.created_at, c.updated_at, st.clock.now())
+        .is_some();
+    if lapsed {
+        return Err(bad_intent(
+            "the consent was not authorised in time and has lapsed",
+        ));
+    }
+    Ok(())
+}
+
 /// PAR: `Ok(true)` when the intent is this client's payment consent and may be
 /// authorised (awaiting authorisation, scope `payments` asked for); `Ok(false)` when it is
 /// not a payment consent of this client.
@@ -99,6 +115,7 @@ pub async fn check_intent(
     if c.status != ConsentStatus::AwaitingAuthorisation {
         return Err(bad_intent("the consent is not awaiting authorisation"));
     }
+    lapse_check(st, &c)?;
     if !scope.split(' ').any(|s| s == SCOPE_PAYMENTS) {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
@@ -122,6 +139,7 @@ pub async fn requested(
     if c.status != ConsentStatus::AwaitingAuthorisation {
         return Err(bad_intent("the consent is not awaiting authorisation"));
     }
+    lapse_check(st, &c)?;
     let d = PaymentConsentDetails::from_value(&c.details)
         .map_err(|e| OAuthError::server_error(format!("stored consent {id}: {e}")))?;
     Ok(Some((c, d)))

@@ -133,6 +133,7 @@ pub fn housekeeping_of(config: &crate::config::Config) -> resource_server::alert
         retention: Duration::from_secs(
             u64::try_from(config.events_retention_days).unwrap_or(30) * 24 * 3600,
         ),
+        payment_consents: config.payment_consent_lifetimes(),
     }
 }
 

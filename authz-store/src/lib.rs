@@ -16,8 +16,10 @@ mod redis_store;
 mod sql;
 mod sql_alerts;
 mod sql_auth;
+mod sql_consent_lapse;
 mod sql_events;
 mod sql_file_payments;
+mod sql_ledger_history;
 mod sql_logos;
 mod sql_payments;
 mod sql_portal;
@@ -40,6 +42,7 @@ pub use sql_alerts::{
     MAX_THRESHOLDS, Party, Purged, Thresholds,
 };
 pub use sql_auth::{AuthEvent, AuthStore, BackoffPolicy};
+pub use sql_consent_lapse::ConsentLapseStore;
 pub use sql_events::{
     AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryState, DeliveryView,
     EVENT_CONSENT_REVOKED, EVENT_LINKED_ACCOUNT_UPDATE, EVENT_RESOURCE_UPDATE, EVENT_TYPES,
@@ -48,6 +51,9 @@ pub use sql_events::{
 pub use sql_file_payments::{
     FileExecuted, FileExecution, FileItem, FilePaymentRecord, FilePaymentStore, StoredFile,
     Uploaded,
+};
+pub use sql_ledger_history::{
+    LedgerHistory, LedgerHistoryQuery, LedgerHistoryStore, LedgerTransaction,
 };
 pub use sql_logos::{ClientLogo, LogoStore};
 pub use sql_payments::{
@@ -257,6 +263,18 @@ pub trait DurableStore: Send + Sync {
 
     /// The developer portal's storage (`sql_portal.rs`), if this backend has one.
     fn portal(&self) -> Option<&dyn PortalStore> {
+        None
+    }
+
+    /// An account's ledger postings as transactions (`sql_ledger_history.rs`), if this
+    /// backend keeps the payment ledger.
+    fn ledger_history(&self) -> Option<&dyn LedgerHistoryStore> {
+        None
+    }
+
+    /// Payment consents past their lifetimes (`sql_consent_lapse.rs`, ADR 0019), if this
+    /// backend keeps consents in SQL.
+    fn consent_lapse(&self) -> Option<&dyn ConsentLapseStore> {
         None
     }
 }

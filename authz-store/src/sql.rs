@@ -365,6 +365,14 @@ impl DurableStore for SqlStore {
         Some(self)
     }
 
+    fn ledger_history(&self) -> Option<&dyn crate::LedgerHistoryStore> {
+        Some(self)
+    }
+
+    fn consent_lapse(&self) -> Option<&dyn crate::ConsentLapseStore> {
+        Some(self)
+    }
+
     fn registrations(&self) -> Option<&dyn crate::RegistrationStore> {
         Some(self)
     }

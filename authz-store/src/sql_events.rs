@@ -205,6 +205,19 @@ pub trait EventStore: Send + Sync {
         now_ms: i64,
         lease_ms: i64,
         limit: i64,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        self.claim_due_leased(now_ms, now_ms, lease_ms, limit).await
+    }
+    /// [`EventStore::claim_due`] with the lease on its own time base: due-ness is judged
+    /// at `due_now_ms` (the platform clock, which event times use), leases at
+    /// `lease_now_ms` (wall-clock milliseconds every dispatcher shares). A platform clock
+    /// that jumps forward must not end the lease of a delivery still in flight.
+    async fn claim_due_leased(
+        &self,
+        due_now_ms: i64,
+        lease_now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Record an attempt's result and append it to the log, if the lease is still ours.
     async fn record_attempt(&self, d: &ClaimedDelivery, r: &AttemptResult) -> StoreResult<bool>;
@@ -695,9 +708,10 @@ impl EventStore for SqlStore {
         Ok(true)
     }
 
-    async fn claim_due(
+    async fn claim_due_leased(
         &self,
         now_ms: i64,
+        lease_now_ms: i64,
         lease_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
@@ -709,23 +723,24 @@ impl EventStore for SqlStore {
             Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let lease_until = now_ms + lease_ms;
+        let lease_until = lease_now_ms + lease_ms;
         let sql = format!(
             "UPDATE event_deliveries SET lease_until_ms = $1 WHERE seq IN ( \
                SELECT d.seq FROM event_deliveries d \
                JOIN event_subscriptions s ON s.id = d.subscription_id \
                WHERE d.state = 'pending' AND d.next_attempt_ms <= $2 \
-                 AND d.lease_until_ms <= $2 AND s.callback_url IS NOT NULL \
+                 AND d.lease_until_ms <= $4 AND s.callback_url IS NOT NULL \
                  AND NOT EXISTS (SELECT 1 FROM event_deliveries e \
                    WHERE e.subscription_id = d.subscription_id AND e.state = 'pending' \
                      AND (e.toe < d.toe OR (e.toe = d.toe AND e.event_seq < d.event_seq))) \
                ORDER BY d.next_attempt_ms, d.seq LIMIT $3 {lock}) \
-             AND state = 'pending' AND lease_until_ms <= $2 RETURNING seq"
+             AND state = 'pending' AND lease_until_ms <= $4 RETURNING seq"
         );
         let seqs: Vec<i64> = sqlx::query(AssertSqlSafe(sql))
             .bind(lease_until)
             .bind(now_ms)
             .bind(limit)
+            .bind(lease_now_ms)
             .fetch_all(self.pool())
             .await
             .map_err(db_err)?

@@ -328,6 +328,45 @@ async fn events_suite(store: &SqlStore) {
         }
     }
     assert!(total > 0);
+
+    // --- leases run on their own clock: a due-clock jump does not free a leased delivery ---
+    let t5 = format!("tpp-{}", uid());
+    let s5 = sub(&t5, Some("https://t5.example/cb"), &[]);
+    store.insert_subscription(&s5).await.unwrap();
+    store.enqueue(&event(&t5, None, now), ms).await.unwrap();
+    let wall = 5_000_000_i64;
+    let mine = |v: Vec<authz_store::ClaimedDelivery>| -> Vec<authz_store::ClaimedDelivery> {
+        v.into_iter()
+            .filter(|x| x.subscription_id == s5.id)
+            .collect()
+    };
+    let held = mine(
+        store
+            .claim_due_leased(ms + 200_000, wall, 30_000, 1000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].lease_until_ms, wall + 30_000);
+    // The platform clock jumps an hour; the wall clock moved 10 ms: still leased.
+    let jumped = mine(
+        store
+            .claim_due_leased(ms + 3_800_000, wall + 10, 30_000, 1000)
+            .await
+            .unwrap(),
+    );
+    assert!(jumped.is_empty(), "claimed again while in flight");
+    // Once the lease's own clock passes it, the delivery is claimable again.
+    let later = mine(
+        store
+            .claim_due_leased(ms + 3_800_000, wall + 30_000, 30_000, 1000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].delivery_seq, held[0].delivery_seq);
+    assert!(!store.record_attempt(&held[0], &ok(ms)).await.unwrap());
+    assert!(store.record_attempt(&later[0], &ok(ms)).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

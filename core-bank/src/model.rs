@@ -118,6 +118,9 @@ pub enum TxKind {
     Interest,
     Fee,
     FxConversion,
+    /// A posting of the durable payment ledger (ADR 0011): a payment, its return, an
+    /// incoming transfer. Listed by the resource server's `LedgerBank`.
+    Payment,
 }
 
 impl TxKind {
@@ -165,6 +168,7 @@ impl TxKind {
             TxKind::Interest => "Interest",
             TxKind::Fee => "Fee",
             TxKind::FxConversion => "Currency conversion",
+            TxKind::Payment => "Payment",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! One stored shape for both ways in means one enforcement path at the resource server.
 
 pub mod account_access;
+pub mod consent_lifetime;
 pub mod file_payment;
 pub mod payment;
 pub mod permission;

@@ -526,6 +526,8 @@ pub struct Housekeeping {
     pub every: Duration,
     /// Finished deliveries, their log and events older than this are deleted.
     pub retention: Duration,
+    /// Payment consent lifetimes, swept in the same round (ADR 0019).
+    pub payment_consents: openbanking::consent_lifetime::PaymentConsentLifetimes,
 }
 
 /// Runs the expiry sweep and the retention job every `h.every` until aborted.
@@ -541,6 +543,17 @@ pub fn spawn_housekeeping(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "consent expiry sweep"),
                 Err(e) => tracing::warn!(error = %e, "consent expiry sweep failed; retrying"),
+            }
+            match crate::consent_lapse::sweep_lapsed_payment_consents(
+                &*store,
+                clock.now(),
+                &h.payment_consents,
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(lapsed = n, "payment consent lifetime sweep"),
+                Err(e) => tracing::warn!(error = %e, "payment consent sweep failed; retrying"),
             }
             let Some(alerts) = store.alerts() else {
                 continue;

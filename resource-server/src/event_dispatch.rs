@@ -41,7 +41,8 @@ pub struct SetSigner {
 
 impl SetSigner {
     /// The SET for `event`, issued at `iat` (unix seconds). The `jti` is the event id,
-    /// the same on every attempt, so receivers can de-duplicate.
+    /// the same on every attempt, so receivers can de-duplicate; callers pass the event's
+    /// `created_at` as `iat`, so a retry carries the same claims as the first attempt.
     pub fn sign(&self, event: &EventRecord, iat: i64) -> Result<String, fapi_jose::JoseError> {
         let e = &event.event;
         let link = format!("{}{}", self.rs_base, e.link);
@@ -271,6 +272,14 @@ pub fn now_ms(clock: &dyn crate::Clock) -> i64 {
     (sys.unix_timestamp_nanos() / 1_000_000) as i64 + offset_s * 1000
 }
 
+/// Wall-clock milliseconds, the time base of delivery leases. Not the platform clock:
+/// that one may be moved (tests step it forward 30 s for a fresh TOTP), and a lease that
+/// ran out on it while its delivery was still in flight was claimed again and the event
+/// POSTed twice. Every dispatcher, in any process, shares this one.
+pub fn lease_now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// The HTTP client deliveries use: no redirects (a redirect could lead anywhere), policy
 /// resolver, timeouts, https only.
 pub fn delivery_client(cfg: &DispatcherConfig) -> anyhow::Result<reqwest::Client> {
@@ -318,7 +327,12 @@ impl Dispatcher {
     pub async fn run_once(&self) -> authz_store::StoreResult<usize> {
         let claimed = self
             .store
-            .claim_due(now_ms(&*self.clock), self.cfg.lease_ms(), self.cfg.batch)
+            .claim_due_leased(
+                now_ms(&*self.clock),
+                lease_now_ms(),
+                self.cfg.lease_ms(),
+                self.cfg.batch,
+            )
             .await?;
         let n = claimed.len();
         // Each claimed delivery heads its own subscription's queue, so they can go in
@@ -393,7 +407,7 @@ impl Dispatcher {
         }
         let set = self
             .signer
-            .sign(&d.event, self.clock.now().unix_timestamp())
+            .sign(&d.event, d.event.created_at)
             .map_err(|e| format!("signing: {e}"))?;
         let resp = self
             .http
@@ -444,7 +458,12 @@ pub fn spawn_dispatcher(
             if room > 0 {
                 match d
                     .store
-                    .claim_due(now_ms(&*d.clock), d.cfg.lease_ms(), d.cfg.batch.min(room))
+                    .claim_due_leased(
+                        now_ms(&*d.clock),
+                        lease_now_ms(),
+                        d.cfg.lease_ms(),
+                        d.cfg.batch.min(room),
+                    )
                     .await
                 {
                     Ok(list) => {

@@ -584,13 +584,10 @@ pub async fn poll_events(
                         .await?;
                     continue;
                 }
-                let set = ev
-                    .signer
-                    .sign(&e, st.clock.now().unix_timestamp())
-                    .map_err(|err| {
-                        tracing::error!(error = %err, "signing a SET failed");
-                        ObError::internal()
-                    })?;
+                let set = ev.signer.sign(&e, e.created_at).map_err(|err| {
+                    tracing::error!(error = %err, "signing a SET failed");
+                    ObError::internal()
+                })?;
                 sets.insert(e.id, set);
             }
             if !sets.is_empty()

@@ -23,6 +23,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod consent_lapse;
 pub mod consents;
 pub mod error;
 pub mod event_dispatch;

@@ -246,7 +246,9 @@ pub struct MerchantDetails {
 pub struct ObTransaction {
     pub account_id: String,
     pub transaction_id: String,
-    pub transaction_reference: String,
+    /// ReadTransactionsDetail only (as in the transaction alert, ADR 0018).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_reference: Option<String>,
     pub credit_debit_indicator: String,
     /// `BOOK` (booked).
     pub status: String,
@@ -291,7 +293,7 @@ pub fn transaction(t: &cb::Transaction, detail: bool) -> ObTransaction {
     ObTransaction {
         account_id: t.account_id.clone(),
         transaction_id: t.transaction_id.clone(),
-        transaction_reference: t.reference.clone(),
+        transaction_reference: Some(t.reference.clone()).filter(|r| detail && !r.is_empty()),
         credit_debit_indicator: indicator(t.amount).into(),
         status: "BOOK".into(),
         booking_date_time: dt(t.booking),

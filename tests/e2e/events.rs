@@ -800,6 +800,25 @@ async fn own_dispatcher(
     store: Arc<SqlStore>,
     timeout_ms: u64,
 ) -> resource_server::event_dispatch::Dispatcher {
+    own_dispatcher_on(p, store, timeout_ms, Arc::new(resource_server::SystemClock)).await
+}
+
+/// The platform's clock as the RS reads it (tests step it forward).
+struct PlatformClock(Arc<authz_server::clock::OffsetClock>);
+
+impl resource_server::Clock for PlatformClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(self.0.now())
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+async fn own_dispatcher_on(
+    p: &TestPlatform,
+    store: Arc<SqlStore>,
+    timeout_ms: u64,
+    clock: Arc<dyn resource_server::Clock>,
+) -> resource_server::event_dispatch::Dispatcher {
     use resource_server::event_dispatch::{
         CallbackPolicy, Dispatcher, DispatcherConfig, SetSigner,
     };
@@ -819,7 +838,7 @@ async fn own_dispatcher(
         extra_roots_pem: vec![std::fs::read(p.dir.join("certs").join("ca.pem")).unwrap()],
         ..DispatcherConfig::default()
     };
-    Dispatcher::new(store, signer, Arc::new(resource_server::SystemClock), cfg).unwrap()
+    Dispatcher::new(store, signer, clock, cfg).unwrap()
 }
 
 /// A receiver that never answers the first request (the dispatcher is mid-delivery when
@@ -1148,5 +1167,66 @@ async fn subscriptions_per_client_are_bounded() {
     // Another client is not affected.
     let r = subscribe(&p, &p.mtls, None).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    p.finish().await;
+}
+
+/// The platform clock stepping forward while a delivery is in flight (the tests step it
+/// 30 s for every fresh TOTP code) must not end that delivery's lease: before leases had
+/// their own wall clock, the next claiming round took the delivery again and the receiver
+/// got the event twice (the flaky duplicate of the alerts test).
+#[tokio::test]
+async fn a_clock_step_during_a_delivery_does_not_send_it_again() {
+    let p = TestPlatform::spawn_with(|c| c.events_dispatcher = false).await;
+    let inbox = Arc::new(Inbox::default());
+    let (port, seen) = hanging_receiver(&p, inbox.clone()).await;
+    let s = subscribe(
+        &p,
+        &p.mtls,
+        Some(&format!("https://localhost:{port}/events")),
+    )
+    .await;
+    assert_eq!(s.status, 201, "{:?}", s.body);
+    let store = Arc::new(producer_store(&p).await);
+    let id = create_intent(&p, &p.mtls).await;
+    let d = call(
+        &p.mtls,
+        Method::DELETE,
+        &rs(&p, &format!("{AISP}/account-access-consents/{id}")),
+        None,
+    )
+    .await;
+    assert_eq!(d.status, 204);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // A 4 s attempt timeout: a 13 s lease, well inside the clock step below.
+    let clock: Arc<dyn resource_server::Clock> = Arc::new(PlatformClock(p.clock.clone()));
+    let task = resource_server::event_dispatch::spawn_dispatcher(
+        own_dispatcher_on(&p, store.clone(), 4000, clock).await,
+        stop_rx,
+    );
+    wait_for("the first attempt in flight", 20, || {
+        seen.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    p.clock.advance(120);
+    // About a hundred claiming rounds (20 ms poll) while the receiver holds the request.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "the in-flight delivery was claimed and sent again"
+    );
+    // The attempt times out; the retry delivers the event, once.
+    wait_for("the retry", 30, || !inbox.sets("/events").is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys = published_keys(&p).await;
+    let jtis: Vec<String> = inbox
+        .sets("/events")
+        .iter()
+        .map(|b| verified(b, &keys)["jti"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: HashSet<&String> = jtis.iter().collect();
+    assert_eq!(unique.len(), jtis.len(), "{jtis:?}");
+    let _ = stop_tx.send(true);
+    let _ = task.await;
     p.finish().await;
 }

@@ -24,7 +24,7 @@ fn hash(file: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(file))
 }
 
-fn item(id: &str, amount: &str, creditor: &str, name: &str) -> Value {
+pub(crate) fn item(id: &str, amount: &str, creditor: &str, name: &str) -> Value {
     json!({
         "InstructionIdentification": id,
         "EndToEndIdentification": format!("E2E-{id}"),
@@ -34,11 +34,17 @@ fn item(id: &str, amount: &str, creditor: &str, name: &str) -> Value {
     })
 }
 
-fn json_file(items: &[Value]) -> Vec<u8> {
+pub(crate) fn json_file(items: &[Value]) -> Vec<u8> {
     serde_json::to_vec(&json!({"Data": {"DomesticPayments": items}})).unwrap()
 }
 
-fn consent_body(file: &[u8], ty: &str, n: usize, sum: &str, debtor: Option<&str>) -> Value {
+pub(crate) fn consent_body(
+    file: &[u8],
+    ty: &str,
+    n: usize,
+    sum: &str,
+    debtor: Option<&str>,
+) -> Value {
     let mut b = json!({"Data": {"Initiation": {
         "FileType": ty,
         "FileHash": hash(file),
@@ -67,7 +73,7 @@ fn path(r: &Reply) -> String {
         .to_owned()
 }
 
-async fn create(p: &TestPlatform, tpp: &Tpp, body: &Value) -> String {
+pub(crate) async fn create(p: &TestPlatform, tpp: &Tpp, body: &Value) -> String {
     let cc = cc_token(tpp, "payments").await;
     let r = call(
         tpp,

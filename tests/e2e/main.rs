@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod ais_payments;
 mod alerts;
 mod auth_factors;
 mod authorize;
@@ -19,6 +20,7 @@ mod message_signing;
 mod metrics;
 mod par;
 mod passkey_backoff;
+mod payment_consent_lifetimes;
 mod payment_events;
 mod payment_signatures;
 mod payments;
