@@ -22,7 +22,7 @@ fn url(p: &TestPlatform, path: &str) -> String {
 }
 
 /// The persona's first KES current/savings account: (bank id, number, nickname).
-fn first_account(p: &TestPlatform, username: &str) -> (String, String, String) {
+pub(crate) fn first_account(p: &TestPlatform, username: &str) -> (String, String, String) {
     use authz_server::clock::Clock;
     let today = time::OffsetDateTime::from_unix_timestamp(p.clock.now())
         .unwrap()
@@ -125,11 +125,11 @@ async fn authorised_payment(
     (id, body, t)
 }
 
-fn location(page: &Page) -> &str {
+pub(crate) fn location(page: &Page) -> &str {
     page.location.as_deref().unwrap_or_default()
 }
 
-async fn dashboard(p: &TestPlatform) -> (Customer, Page) {
+pub(crate) async fn dashboard(p: &TestPlatform) -> (Customer, Page) {
     let agent = p.customer();
     let c = &p.kit.customer;
     let login = agent.get("/account/login").await.unwrap();
@@ -160,7 +160,7 @@ async fn dashboard(p: &TestPlatform) -> (Customer, Page) {
     (agent, dash)
 }
 
-fn card_of(html: &str, consent_id: &str) -> String {
+pub(crate) fn card_of(html: &str, consent_id: &str) -> String {
     let mark = format!("data-consent-id=\"{consent_id}\"");
     let i = html
         .find(&mark)

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use wekeza_tests::{Reply, TestPlatform, query_param};
 
 const SCHEME: &str = "KE.WEKEZA.AccountNumber";
-const JSON_TYPE: &str = "UK.OBIE.PaymentInitiation.4.0";
+pub(crate) const JSON_TYPE: &str = "UK.OBIE.PaymentInitiation.4.0";
 const CSV_TYPE: &str = "KE.WEKEZA.PaymentInitiation.CSV.1";
 const CSV_HEADER: &str = "InstructionIdentification,EndToEndIdentification,Amount,Currency,CreditorSchemeName,CreditorIdentification,CreditorName,Reference,Unstructured";
 
@@ -24,7 +24,7 @@ fn hash(file: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(file))
 }
 
-fn item(id: &str, amount: &str, creditor: &str, name: &str) -> Value {
+pub(crate) fn item(id: &str, amount: &str, creditor: &str, name: &str) -> Value {
     json!({
         "InstructionIdentification": id,
         "EndToEndIdentification": format!("E2E-{id}"),
@@ -34,11 +34,17 @@ fn item(id: &str, amount: &str, creditor: &str, name: &str) -> Value {
     })
 }
 
-fn json_file(items: &[Value]) -> Vec<u8> {
+pub(crate) fn json_file(items: &[Value]) -> Vec<u8> {
     serde_json::to_vec(&json!({"Data": {"DomesticPayments": items}})).unwrap()
 }
 
-fn consent_body(file: &[u8], ty: &str, n: usize, sum: &str, debtor: Option<&str>) -> Value {
+pub(crate) fn consent_body(
+    file: &[u8],
+    ty: &str,
+    n: usize,
+    sum: &str,
+    debtor: Option<&str>,
+) -> Value {
     let mut b = json!({"Data": {"Initiation": {
         "FileType": ty,
         "FileHash": hash(file),
@@ -67,7 +73,7 @@ fn path(r: &Reply) -> String {
         .to_owned()
 }
 
-async fn create(p: &TestPlatform, tpp: &Tpp, body: &Value) -> String {
+pub(crate) async fn create(p: &TestPlatform, tpp: &Tpp, body: &Value) -> String {
     let cc = cc_token(tpp, "payments").await;
     let r = call(
         tpp,
@@ -137,7 +143,7 @@ async fn raw_signed(
     (status, ct, r.bytes().await.unwrap().to_vec())
 }
 
-async fn upload(
+pub(crate) async fn upload(
     p: &TestPlatform,
     tpp: &Tpp,
     cc: &str,
@@ -158,7 +164,7 @@ async fn upload(
     (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
-async fn consent_status(p: &TestPlatform, tpp: &Tpp, cc: &str, id: &str) -> String {
+pub(crate) async fn consent_status(p: &TestPlatform, tpp: &Tpp, cc: &str, id: &str) -> String {
     let r = call(
         tpp,
         Method::GET,
@@ -204,7 +210,7 @@ async fn consent_page(p: &TestPlatform, tpp: &Tpp, pkce: &Pkce, id: &str) -> (Cu
     (customer, page)
 }
 
-async fn approve(p: &TestPlatform, tpp: &Tpp, id: &str, from: Option<&str>) -> String {
+pub(crate) async fn approve(p: &TestPlatform, tpp: &Tpp, id: &str, from: Option<&str>) -> String {
     let pkce = Pkce::new();
     let (customer, page) = consent_page(p, tpp, &pkce, id).await;
     let picked: Vec<&str> = from.into_iter().collect();
@@ -222,13 +228,13 @@ async fn token(tpp: &Tpp, back: &url::Url, pkce: &Pkce) -> String {
     t.str("access_token").unwrap().to_owned()
 }
 
-fn payment_body(id: &str, consent: &Value) -> Value {
+pub(crate) fn payment_body(id: &str, consent: &Value) -> Value {
     let mut b = consent.clone();
     b["Data"]["ConsentId"] = json!(id);
     b
 }
 
-async fn execute(p: &TestPlatform, tpp: &Tpp, at: &str, body: &Value, k: &str) -> Reply {
+pub(crate) async fn execute(p: &TestPlatform, tpp: &Tpp, at: &str, body: &Value, k: &str) -> Reply {
     call(
         tpp,
         Method::POST,
@@ -258,7 +264,7 @@ fn minor(amount: &str) -> i64 {
     i.parse::<i64>().unwrap() * 100 + format!("{f:0<2}").parse::<i64>().unwrap()
 }
 
-fn major(minor: i64) -> String {
+pub(crate) fn major(minor: i64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
 }
 
