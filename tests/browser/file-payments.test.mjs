@@ -17,6 +17,7 @@ import {
   newContext,
   SCREENSHOTS,
   screenshot,
+  signInToDashboard,
   startServer,
   submitOtp,
   submitPassword,
@@ -176,14 +177,7 @@ test('the customer approves a file of six payments once, on a page that shows th
   const context = await newContext(browser, { viewport: { width: 1100, height: 900 }, bypassCSP: true });
   try {
     const page = await context.newPage();
-    await page.goto(`${server.kit.issuer}/account/login`);
-    await page.fill('#username', server.kit.customer.username);
-    await page.fill('#password', server.kit.customer.password);
-    await page.click('form.form button[type=submit]');
-    await page.waitForURL((u) => u.pathname === '/account/login/otp');
-    await page.fill('#otp', await authenticator.freshCode());
-    await page.click('form.form button[type=submit]');
-    await page.waitForURL((u) => u.pathname === '/account');
+    await signInToDashboard(page, server.kit.issuer, server.kit.customer, await authenticator.freshCode());
     const card = page.locator(`[data-consent-id="${consentId}"]`);
     assert.equal(await card.getAttribute('data-status'), 'paid');
     assert.equal(await card.locator('.file-payment-count strong').innerText(), '6');
