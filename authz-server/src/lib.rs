@@ -15,6 +15,7 @@ pub mod logo;
 pub mod metrics;
 pub mod ob;
 pub mod ob_file_payments;
+mod ob_payment_consent;
 pub mod ob_payments;
 pub mod passkey;
 pub mod password;

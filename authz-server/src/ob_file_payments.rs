@@ -7,36 +7,28 @@
 //! moves the consent AWAU → AUTH (with the customer and the debtor account) or RJCT in one
 //! guarded update, and the code carries that consent's id only.
 
-use crate::client_auth::store;
-use crate::ob_payments::{customer_accounts, describe};
+use crate::ob_payment_consent::{
+    self as shared, Decided, bad_intent, debtor_choice, require_payments_scope,
+};
+use crate::ob_payments::scheme_words;
 use crate::state::AppState;
 use authz_core::par::AuthorizationRequest;
 use authz_core::{ErrorCode, OAuthError, OAuthResult};
-use authz_store::{AuditEntry, ConsentRecord, ConsentStatus};
+use authz_store::{ConsentRecord, ConsentStatus};
 use axum::http::StatusCode;
 use axum::response::Response;
 use consent_ui as ui;
-use openbanking::file_payment::FileConsentDetails;
+use openbanking::file_payment::{FileConsentDetails, FileSummary};
 use openbanking::payment::{format_minor, parse_amount};
-use openbanking::{KIND_FILE_PAYMENT, SCOPE_PAYMENTS, StatusReason};
 use std::collections::BTreeSet;
-use time::OffsetDateTime;
 
-fn bad_intent(why: &str) -> OAuthError {
-    OAuthError::invalid_request(format!("openbanking_intent_id: {why}"))
-}
-
+/// The file-payment consent an intent id names, if it is one of this client's.
 async fn find(
     st: &AppState,
     client_id: &str,
     intent_id: &str,
 ) -> OAuthResult<Option<ConsentRecord>> {
-    Ok(st
-        .store
-        .find_consent(intent_id)
-        .await
-        .map_err(store)?
-        .filter(|c| c.client_id == client_id && c.kind == KIND_FILE_PAYMENT))
+    shared::find::<FileConsentDetails>(st, client_id, intent_id).await
 }
 
 fn details(c: &ConsentRecord) -> OAuthResult<FileConsentDetails> {
@@ -70,12 +62,7 @@ pub async fn check_intent(
     };
     crate::ob_payments::lapse_check(st, &c)?;
     authorisable(c)?;
-    if !scope.split(' ').any(|s| s == SCOPE_PAYMENTS) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidScope,
-            "a payment consent is authorised with scope payments",
-        ));
-    }
+    require_payments_scope(scope)?;
     Ok(true)
 }
 
@@ -96,36 +83,21 @@ pub async fn requested(
     }
 }
 
-/// The customer's accounts the file can leave from: current and savings accounts in the
-/// file's currency, or exactly the one the consent names (if it is theirs).
-async fn debtor_candidates(
-    st: &AppState,
-    d: &FileConsentDetails,
-    customer_id: &str,
-) -> OAuthResult<Vec<core_bank::Account>> {
-    let cur = d.file.as_ref().map(|f| f.currency.as_str()).unwrap_or("");
-    Ok(customer_accounts(st, customer_id)
-        .await?
-        .into_iter()
-        .filter(|a| a.kind != core_bank::AccountKind::CreditCard && a.currency.code() == cur)
-        .filter(|a| match &d.initiation.debtor_account {
-            Some(named) => {
-                a.identification.scheme == named.scheme_name
-                    && a.identification.identification == named.identification
-            }
-            None => true,
+/// The file's first payees as the customer reads them (the consent page and the
+/// dashboard), amounts in the file's currency.
+pub(crate) fn payee_previews(file: &FileSummary) -> Vec<ui::FilePayee> {
+    let cur = &file.currency;
+    file.first_payees
+        .iter()
+        .map(|p| ui::FilePayee {
+            name: p.name.clone(),
+            account: format!("{} {}", scheme_words(&p.scheme), p.identification),
+            amount: match parse_amount(&p.amount, cur) {
+                Ok(m) => format!("{cur} {}", format_minor(m, cur)),
+                Err(_) => format!("{cur} {}", p.amount),
+            },
         })
-        .collect())
-}
-
-fn scheme_words(scheme: &str) -> &str {
-    match scheme {
-        "KE.WEKEZA.AccountNumber" => "Wekeza account",
-        "KE.MPESA.MSISDN" => "M-PESA number",
-        "UK.OBIE.SortCodeAccountNumber" => "Sort code and account",
-        "UK.OBIE.IBAN" => "IBAN",
-        other => other,
-    }
+        .collect()
 }
 
 /// Fills the consent page's file section when the request names a file-payment consent.
@@ -144,43 +116,12 @@ pub async fn fill_page(
     let Some(file) = &d.file else {
         return Err(bad_intent("the consent's file has not been uploaded"));
     };
-    let candidates = debtor_candidates(st, &d, customer_id).await?;
-    let (from_account, from_choices) = match &d.initiation.debtor_account {
-        Some(_) => {
-            let a = candidates
-                .first()
-                .ok_or_else(|| bad_intent("the account to pay from is not yours"))?;
-            let c = describe(a);
-            (Some(format!("{} · {}", c.name, c.detail)), vec![])
-        }
-        None => (
-            None,
-            candidates
-                .iter()
-                .map(|a| {
-                    let mut c = describe(a);
-                    c.checked = picked.contains(&a.id);
-                    c
-                })
-                .collect(),
-        ),
-    };
+    let (from_account, from_choices) = debtor_choice(st, &d, customer_id, picked).await?;
     let cur = &file.currency;
     page.file_payment = Some(ui::FilePaymentSummary {
         count: file.count,
         total: format!("{cur} {}", format_minor(file.control_sum_minor, cur)),
-        first_payees: file
-            .first_payees
-            .iter()
-            .map(|p| ui::FilePayee {
-                name: p.name.clone(),
-                account: format!("{} {}", scheme_words(&p.scheme), p.identification),
-                amount: match parse_amount(&p.amount, cur) {
-                    Ok(m) => format!("{cur} {}", format_minor(m, cur)),
-                    Err(_) => format!("{cur} {}", p.amount),
-                },
-            })
-            .collect(),
+        first_payees: payee_previews(file),
         more: file.count.saturating_sub(file.first_payees.len()),
         reference: d.initiation.file_reference.clone(),
         from_account,
@@ -234,118 +175,16 @@ pub async fn decide(
     picked: &BTreeSet<String>,
     acr: &str,
 ) -> OAuthResult<Decision> {
-    let Some((consent, mut d)) = file else {
+    let Some((consent, d)) = file else {
         return Ok(Decision::NotFile);
     };
-    let now = st.clock.now();
-    d.status_update_date_time = OffsetDateTime::from_unix_timestamp(now)
-        .map_err(|_| OAuthError::server_error("clock out of range"))?;
-    let candidates = debtor_candidates(st, &d, customer_id).await?;
-    let debtor = if !approve {
-        None
-    } else if d.initiation.debtor_account.is_some() {
-        match candidates.first() {
-            Some(a) => Some(a.id.clone()),
-            // The TPP named an account this customer does not hold: never pay from it.
-            None => {
-                refuse(
-                    st,
-                    &consent,
-                    d,
-                    customer_id,
-                    ("U001", "the account to pay from is not the customer's"),
-                    now,
-                )
-                .await?;
-                return Err(bad_intent("the account to pay from is not yours"));
-            }
-        }
-    } else {
-        let id = match (picked.len(), picked.iter().next()) {
-            (1, Some(id)) => id.clone(),
-            _ => {
-                return Err(OAuthError::invalid_request(
-                    "Choose the account to pay from, or choose Deny.",
-                ));
-            }
-        };
-        if !candidates.iter().any(|a| a.id == id) {
-            // Only a tampered form gets here.
-            return Err(OAuthError::invalid_request(
-                "an account that cannot pay this was picked",
-            ));
-        }
-        Some(id)
-    };
-    let Some(debtor) = debtor else {
-        refuse(
-            st,
-            &consent,
-            d,
-            customer_id,
-            ("U010", "the customer refused the payments"),
-            now,
-        )
-        .await?;
-        return Ok(Decision::Refused);
-    };
-    d.debtor_account_id = Some(debtor.clone());
-    let audit = AuditEntry {
-        consent_id: consent.id.clone(),
-        at: now,
-        actor: format!("customer:{customer_id}"),
-        action: "authorised".into(),
-        detail: format!("debtor={debtor}; acr={acr}"),
-    };
-    let moved = st
-        .store
-        .update_consent(
-            &consent.id,
-            &[ConsentStatus::AwaitingAuthorisation],
-            ConsentStatus::Authorised,
-            Some(customer_id),
-            Some(&d.to_value()),
-            &audit,
-        )
-        .await
-        .map_err(store)?;
-    if !moved {
-        return Err(bad_intent(
-            "the consent is no longer awaiting authorisation",
-        ));
+    let why = "the customer refused the payments";
+    match shared::decide(st, &consent, d, customer_id, approve, picked, acr, why).await? {
+        Decided::Approved(id) => Ok(Decision::Approved(id)),
+        Decided::Refused => Ok(Decision::Refused),
+        // `must_pick` shows the form again before this; only a changed form gets here.
+        Decided::MustPick => Err(OAuthError::invalid_request(
+            "Choose the account to pay from, or choose Deny.",
+        )),
     }
-    Ok(Decision::Approved(consent.id))
-}
-
-async fn refuse(
-    st: &AppState,
-    consent: &ConsentRecord,
-    mut d: FileConsentDetails,
-    customer_id: &str,
-    (code, why): (&str, &str),
-    now: i64,
-) -> OAuthResult<()> {
-    d.status_reason = Some(StatusReason {
-        code: code.into(),
-        description: why.into(),
-    });
-    let audit = AuditEntry {
-        consent_id: consent.id.clone(),
-        at: now,
-        actor: format!("customer:{customer_id}"),
-        action: "rejected".into(),
-        detail: why.into(),
-    };
-    st.store
-        .update_consent(
-            &consent.id,
-            &[ConsentStatus::AwaitingAuthorisation],
-            ConsentStatus::Rejected,
-            Some(customer_id),
-            Some(&d.to_value()),
-            &audit,
-        )
-        .await
-        .map_err(store)?;
-    Ok(())
 }

@@ -6,34 +6,26 @@
 //! code, and so the token, carries that consent's id and nothing else (dynamic linking).
 
 use crate::client_auth::store;
+use crate::ob_payment_consent::{
+    self as shared, Decided, bad_intent, debtor_choice, require_payments_scope,
+};
 use crate::state::AppState;
 use authz_core::par::AuthorizationRequest;
 use authz_core::{ErrorCode, OAuthError, OAuthResult};
 use authz_store::{AuditEntry, ConsentRecord, ConsentStatus};
 use consent_ui as ui;
 use openbanking::payment::{ConsentRequest, PaymentConsentDetails, format_minor};
-use openbanking::{KIND_DOMESTIC_PAYMENT, SCOPE_PAYMENTS, Source, StatusReason};
+use openbanking::{KIND_DOMESTIC_PAYMENT, SCOPE_PAYMENTS, Source};
 use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
-fn bad_intent(why: &str) -> OAuthError {
-    OAuthError::invalid_request(format!("openbanking_intent_id: {why}"))
-}
-
-/// The payment consent an intent id names, if it is one of this client's; `None` for
-/// anything else (an account-access intent, another client's, unknown), which the
-/// account-access check then answers.
+/// The domestic-payment consent an intent id names, if it is one of this client's.
 async fn find(
     st: &AppState,
     client_id: &str,
     intent_id: &str,
 ) -> OAuthResult<Option<ConsentRecord>> {
-    Ok(st
-        .store
-        .find_consent(intent_id)
-        .await
-        .map_err(store)?
-        .filter(|c| c.client_id == client_id && c.kind == KIND_DOMESTIC_PAYMENT))
+    shared::find::<PaymentConsentDetails>(st, client_id, intent_id).await
 }
 
 /// PAR with `authorization_details` of type `payment_initiation` (ADR 0017): record the
@@ -116,12 +108,7 @@ pub async fn check_intent(
         return Err(bad_intent("the consent is not awaiting authorisation"));
     }
     lapse_check(st, &c)?;
-    if !scope.split(' ').any(|s| s == SCOPE_PAYMENTS) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidScope,
-            "a payment consent is authorised with scope payments",
-        ));
-    }
+    require_payments_scope(scope)?;
     Ok(true)
 }
 
@@ -166,26 +153,15 @@ pub(crate) async fn customer_accounts(
     st.bank.accounts(&customer.id).await.map_err(unavailable)
 }
 
-/// The customer's accounts a payment of `d` can leave from: current and savings accounts
-/// in the payment's currency, or exactly the one the consent names (if it is theirs).
-async fn debtor_candidates(
-    st: &AppState,
-    d: &PaymentConsentDetails,
-    customer_id: &str,
-) -> OAuthResult<Vec<core_bank::Account>> {
-    let cur = &d.initiation.instructed_amount.currency;
-    Ok(customer_accounts(st, customer_id)
-        .await?
-        .into_iter()
-        .filter(|a| a.kind != core_bank::AccountKind::CreditCard && a.currency.code() == cur)
-        .filter(|a| match &d.initiation.debtor_account {
-            Some(named) => {
-                a.identification.scheme == named.scheme_name
-                    && a.identification.identification == named.identification
-            }
-            None => true,
-        })
-        .collect())
+/// An account scheme in the customer's words (consent pages and dashboard).
+pub(crate) fn scheme_words(scheme: &str) -> &str {
+    match scheme {
+        "KE.WEKEZA.AccountNumber" => "Wekeza account",
+        "KE.MPESA.MSISDN" => "M-PESA number",
+        "UK.OBIE.SortCodeAccountNumber" => "Sort code and account",
+        "UK.OBIE.IBAN" => "IBAN",
+        other => other,
+    }
 }
 
 fn tail(s: &str) -> String {
@@ -220,34 +196,8 @@ pub async fn page_parts(
     picked: &BTreeSet<String>,
 ) -> OAuthResult<ui::PaymentSummary> {
     let i = &d.initiation;
-    let candidates = debtor_candidates(st, d, customer_id).await?;
-    let (from_account, from_choices) = match &i.debtor_account {
-        Some(_) => {
-            let a = candidates
-                .first()
-                .ok_or_else(|| bad_intent("the account to pay from is not yours"))?;
-            let c = describe(a);
-            (Some(format!("{} · {}", c.name, c.detail)), vec![])
-        }
-        None => (
-            None,
-            candidates
-                .iter()
-                .map(|a| {
-                    let mut c = describe(a);
-                    c.checked = picked.contains(&a.id);
-                    c
-                })
-                .collect(),
-        ),
-    };
-    let scheme = match i.creditor_account.scheme_name.as_str() {
-        "KE.WEKEZA.AccountNumber" => "Wekeza account",
-        "KE.MPESA.MSISDN" => "M-PESA number",
-        "UK.OBIE.SortCodeAccountNumber" => "Sort code and account",
-        "UK.OBIE.IBAN" => "IBAN",
-        other => other,
-    };
+    let (from_account, from_choices) = debtor_choice(st, d, customer_id, picked).await?;
+    let scheme = scheme_words(&i.creditor_account.scheme_name);
     let amount = i
         .amount_minor()
         .map(|m| format_minor(m, &i.instructed_amount.currency))
@@ -275,117 +225,14 @@ pub async fn decide(
     picked: &BTreeSet<String>,
     acr: &str,
 ) -> OAuthResult<Result<Option<String>, Retry>> {
-    let now = st.clock.now();
-    let mut d = d;
-    d.status_update_date_time = OffsetDateTime::from_unix_timestamp(now)
-        .map_err(|_| OAuthError::server_error("clock out of range"))?;
-    let candidates = debtor_candidates(st, &d, customer_id).await?;
-    let debtor = if !approve {
-        None
-    } else if d.initiation.debtor_account.is_some() {
-        match candidates.first() {
-            Some(a) => Some(a.id.clone()),
-            // The TPP named an account this customer does not hold: never pay from it.
-            None => {
-                refuse(
-                    st,
-                    consent,
-                    d,
-                    customer_id,
-                    "U001",
-                    "the account to pay from is not the customer's",
-                    now,
-                )
-                .await?;
-                return Err(bad_intent("the account to pay from is not yours"));
-            }
-        }
-    } else {
-        if picked.len() != 1 {
-            return Ok(Err(Retry(
+    let why = "the customer refused the payment";
+    Ok(
+        match shared::decide(st, consent, d, customer_id, approve, picked, acr, why).await? {
+            Decided::Approved(id) => Ok(Some(id)),
+            Decided::Refused => Ok(None),
+            Decided::MustPick => Err(Retry(
                 "Choose the account to pay from, or choose Deny.".into(),
-            )));
-        }
-        let id = picked.iter().next().cloned().unwrap_or_default();
-        if !candidates.iter().any(|a| a.id == id) {
-            // Only a tampered form gets here.
-            return Err(OAuthError::invalid_request(
-                "an account that cannot pay this was picked",
-            ));
-        }
-        Some(id)
-    };
-    let Some(debtor) = debtor else {
-        refuse(
-            st,
-            consent,
-            d,
-            customer_id,
-            "U010",
-            "the customer refused the payment",
-            now,
-        )
-        .await?;
-        return Ok(Ok(None));
-    };
-    d.debtor_account_id = Some(debtor.clone());
-    let audit = AuditEntry {
-        consent_id: consent.id.clone(),
-        at: now,
-        actor: format!("customer:{customer_id}"),
-        action: "authorised".into(),
-        detail: format!("debtor={debtor}; acr={acr}"),
-    };
-    let moved = st
-        .store
-        .update_consent(
-            &consent.id,
-            &[ConsentStatus::AwaitingAuthorisation],
-            ConsentStatus::Authorised,
-            Some(customer_id),
-            Some(&d.to_value()),
-            &audit,
-        )
-        .await
-        .map_err(store)?;
-    if !moved {
-        return Err(bad_intent(
-            "the consent is no longer awaiting authorisation",
-        ));
-    }
-    Ok(Ok(Some(consent.id.clone())))
-}
-
-async fn refuse(
-    st: &AppState,
-    consent: &ConsentRecord,
-    mut d: PaymentConsentDetails,
-    customer_id: &str,
-    code: &str,
-    why: &str,
-    now: i64,
-) -> OAuthResult<()> {
-    d.status_reason = Some(StatusReason {
-        code: code.into(),
-        description: why.into(),
-    });
-    let audit = AuditEntry {
-        consent_id: consent.id.clone(),
-        at: now,
-        actor: format!("customer:{customer_id}"),
-        action: "rejected".into(),
-        detail: why.into(),
-    };
-    st.store
-        .update_consent(
-            &consent.id,
-            &[ConsentStatus::AwaitingAuthorisation],
-            ConsentStatus::Rejected,
-            Some(customer_id),
-            Some(&d.to_value()),
-            &audit,
-        )
-        .await
-        .map_err(store)?;
-    Ok(())
+            )),
+        },
+    )
 }

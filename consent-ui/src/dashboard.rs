@@ -160,6 +160,30 @@ pub struct PaymentFacts {
     pub paid_at: Option<When>,
 }
 
+/// A file-payment consent (ADR 0016): the batch its one authorisation covers, and what
+/// became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePaymentFacts {
+    /// How many payments the file holds.
+    pub count: usize,
+    /// The control sum with its currency, e.g. "KES 1,250.00".
+    pub total: String,
+    /// The first few payees, in file order.
+    pub first_payees: Vec<crate::FilePayee>,
+    /// How many payees are not listed ("and N more"); 0 hides it.
+    pub more: usize,
+    /// The provider's `FileReference`.
+    pub reference: Option<String>,
+    /// The customer's account the money leaves (once chosen).
+    pub from_account: Option<SharedAccount>,
+    /// The consent's status in words.
+    pub consent_status: String,
+    /// What became of the payments, once the provider made them, e.g. "2 paid, 1 not paid".
+    pub payment_status: Option<String>,
+    /// When the payments were made.
+    pub paid_at: Option<When>,
+}
+
 /// One consent as the dashboard shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentCard {
@@ -187,6 +211,9 @@ pub struct ConsentCard {
     /// Payment consents: the payment.
     #[serde(default)]
     pub payment: Option<PaymentFacts>,
+    /// File-payment consents: the file of payments.
+    #[serde(default)]
+    pub file_payment: Option<FilePaymentFacts>,
 }
 
 /// All consents given to one provider.
@@ -383,6 +410,7 @@ mod tests {
                 .is_active()
                 .then(|| "/account/consents/aac-1/revoke".into()),
             payment: None,
+            file_payment: None,
         }
     }
 
@@ -470,6 +498,56 @@ mod tests {
         assert!(!html.contains("Withdraw access"), "a used consent is spent");
         assert_eq!(ConsentState::NotPaid.code(), "not-paid");
         assert!(!ConsentState::Paid.is_active() && ConsentState::Paid.is_used());
+    }
+
+    #[test]
+    fn file_payment_cards_show_the_batch_escaped() {
+        let mut c = card(ConsentState::Paid);
+        c.permission_groups.clear();
+        c.accounts.clear();
+        c.transaction_window = None;
+        c.title = "3 payments, KES 1,250.00 in total".into();
+        c.file_payment = Some(FilePaymentFacts {
+            count: 5,
+            total: "KES 1,250.00".into(),
+            first_payees: vec![crate::FilePayee {
+                name: XSS.into(),
+                account: "Wekeza account 0100".into(),
+                amount: "KES 120.00".into(),
+            }],
+            more: 4,
+            reference: Some("PAYROLL-11".into()),
+            from_account: Some(SharedAccount {
+                name: "Everyday".into(),
+                detail: "Current account · KES · ending 4821".into(),
+            }),
+            consent_status: "Used: the payments were made".into(),
+            payment_status: Some("4 paid, 1 not paid".into()),
+            paid_at: Some(when("3 Mar 2026, 14:05 UTC")),
+        });
+        let p = DashboardPage {
+            signed_in: signed_in(),
+            notice: None,
+            active_count: 0,
+            ended_count: 1,
+            providers: vec![ProviderConsents {
+                name: "Payroll Pro".into(),
+                client_id: "c1".into(),
+                client_uri: None,
+                logo_url: None,
+                active_count: 0,
+                consents: vec![c],
+            }],
+        };
+        let html = render_dashboard(&p).unwrap();
+        assert!(!html.contains(XSS));
+        assert!(html.contains("<strong>5</strong> payments in one file"));
+        assert!(html.contains("<strong>KES 1,250.00</strong>"));
+        assert!(html.contains("and 4 more"));
+        assert!(html.contains("PAYROLL-11"));
+        assert!(html.contains("class=\"payment-status\">4 paid, 1 not paid"));
+        assert!(!html.contains("Withdraw access"), "a used consent is spent");
+        assert!(!html.contains("style="));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod account_access;
 pub mod consent_lifetime;
 pub mod file_payment;
 pub mod payment;
+pub mod payment_consent;
 pub mod permission;
 
 pub use account_access::{

@@ -19,28 +19,30 @@
 //!   (each item), `…/report-file` (a JSON report of every item).
 
 use crate::AppState;
-use crate::auth::CustomerToken;
 use crate::error::{ObError, ObErrorDetail, ObErrorResponse, codes};
 use crate::jws_signature::SignedBody;
-use crate::ob::{self, Links, Meta};
+use crate::ob::{Links, Meta};
+use crate::payment_consents::{
+    ConsentHead, ConsentKind, bound_consent, create_payment_consent, get_payment_consent,
+    idempotency, same_request,
+};
 use crate::payments::{
     ObPaymentStatusReason, PISP_PREFIX, PaymentClient, PaymentCustomer, consent_status,
-    idempotency_key, json_body, key_reused, no_store, not_authorised, pay_err, payments, reasons,
-    request_hash, utc,
+    idempotency_key, json_body, no_store, not_authorised, pay_err, payments, reasons, request_hash,
+    utc,
 };
 use crate::routes::self_link;
 use authz_store::{
-    AuditEntry, ConsentRecord, ConsentStatus as Stored, Created, FileExecuted, FileExecution,
-    FileItem, FilePaymentRecord, FilePaymentStore, IDEMPOTENCY_TTL_SECS, IdempotencyRecord,
-    PaymentRecord, StoredFile, Uploaded,
+    AuditEntry, ConsentRecord, ConsentStatus as Stored, FileExecuted, FileExecution, FileItem,
+    FilePaymentRecord, FilePaymentStore, IdempotencyRecord, PaymentRecord, StoredFile, Uploaded,
 };
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use openbanking::file_payment::{self as fp, FileConsentDetails};
 use openbanking::payment::{self as pay, ClearingOutcome, PaymentError, format_minor};
-use openbanking::{KIND_FILE_PAYMENT, SCOPE_PAYMENTS};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 // ---- OpenAPI shapes ------------------------------------------------------------------------
@@ -247,13 +249,6 @@ fn file_errors(errs: Vec<PaymentError>) -> ObError {
     e
 }
 
-fn details(r: &ConsentRecord) -> Result<FileConsentDetails, ObError> {
-    FileConsentDetails::from_value(&r.details).map_err(|e| {
-        tracing::error!(consent = %r.id, error = %e, "corrupt file-payment consent details");
-        ObError::internal()
-    })
-}
-
 /// `AWUP` until the file is accepted, then the stored status.
 fn status_of(r: &ConsentRecord, d: &FileConsentDetails) -> &'static str {
     if r.status == Stored::AwaitingAuthorisation && d.file.is_none() {
@@ -263,63 +258,49 @@ fn status_of(r: &ConsentRecord, d: &FileConsentDetails) -> &'static str {
     }
 }
 
-/// The client's file-payment consent, or 400 NotFound (unknown and another client's alike).
+impl ConsentKind for FileConsentDetails {
+    const COLLECTION: &'static str = "file-payment-consents";
+    const ID_PREFIX: &'static str = "fpc";
+    type Body = ObWriteFileConsentResponse;
+
+    fn parse(json: &serde_json::Value, now: OffsetDateTime) -> Result<(Self, String), ObError> {
+        let req = fp::parse_consent_body(json).map_err(pay_err)?;
+        let detail = format!(
+            "file of {} payments, control sum {}",
+            req.initiation.number_of_transactions,
+            req.initiation.control_sum_text()
+        );
+        Ok((FileConsentDetails::new(&req, now), detail))
+    }
+
+    fn status(&self, r: &ConsentRecord) -> &'static str {
+        status_of(r, self)
+    }
+
+    fn body(&self, h: ConsentHead, links: Links) -> ObWriteFileConsentResponse {
+        ObWriteFileConsentResponse {
+            data: ObFileConsentResponseData {
+                consent_id: h.consent_id,
+                creation_date_time: h.creation_date_time,
+                status: h.status,
+                status_update_date_time: h.status_update_date_time,
+                status_reason: h.status_reason,
+                initiation: self.initiation.to_value(),
+            },
+            links,
+            meta: Meta::default(),
+        }
+    }
+}
+
+/// The client's file-payment consent, or 400 NotFound (the shared lookup, typed for this
+/// kind).
 async fn own_consent(
     st: &AppState,
     client_id: &str,
     id: &str,
 ) -> Result<(ConsentRecord, FileConsentDetails), ObError> {
-    let r = st
-        .store
-        .find_consent(id)
-        .await?
-        .filter(|r| r.client_id == client_id && r.kind == KIND_FILE_PAYMENT)
-        .ok_or_else(|| ObError::resource_not_found("ConsentId"))?;
-    let d = details(&r)?;
-    Ok((r, d))
-}
-
-fn render_consent(
-    st: &AppState,
-    r: &ConsentRecord,
-    d: &FileConsentDetails,
-    status: StatusCode,
-) -> Response {
-    let body = ObWriteFileConsentResponse {
-        data: ObFileConsentResponseData {
-            consent_id: r.id.clone(),
-            creation_date_time: utc(r.created_at),
-            status: status_of(r, d).to_owned(),
-            status_update_date_time: ob::dt(
-                d.status_update_date_time.to_offset(time::UtcOffset::UTC),
-            ),
-            status_reason: d.status_reason.as_ref().map(|s| {
-                vec![crate::consents::ObStatusReason {
-                    status_reason_code: s.code.clone(),
-                    status_reason_description: s.description.clone(),
-                }]
-            }),
-            initiation: d.initiation.to_value(),
-        },
-        links: self_link(
-            st,
-            &format!("{PISP_PREFIX}/file-payment-consents/{}", r.id),
-            None,
-        ),
-        meta: Meta::default(),
-    };
-    no_store((status, axum::Json(body)).into_response())
-}
-
-fn idem(client_id: &str, key: String, hash: &str, resource: &str, now: i64) -> IdempotencyRecord {
-    IdempotencyRecord {
-        client_id: client_id.to_owned(),
-        key,
-        request_hash: hash.to_owned(),
-        resource_id: resource.to_owned(),
-        created_at: now,
-        expires_at: now + IDEMPOTENCY_TTL_SECS,
-    }
+    crate::payment_consents::own_consent(st, client_id, id).await
 }
 
 // ---- consents ---------------------------------------------------------------------------------
@@ -342,61 +323,7 @@ pub async fn create_file_payment_consent(
     headers: HeaderMap,
     SignedBody(body): SignedBody,
 ) -> Result<Response, ObError> {
-    let key = idempotency_key(&headers)?;
-    let hash = request_hash("POST file-payment-consents", &body);
-    let now = st.clock.now();
-    let now_s = now.unix_timestamp();
-    let store = payments(&st)?;
-    if let Some(k) = store
-        .find_idempotency(&client.client_id, &key, now_s)
-        .await?
-    {
-        return replay_consent(&st, &client.client_id, &k, &hash).await;
-    }
-    let json = json_body(&headers, &body)?;
-    let req = fp::parse_consent_body(&json).map_err(pay_err)?;
-    let d = FileConsentDetails::new(&req, now);
-    let record = ConsentRecord {
-        id: format!("fpc-{}", uuid::Uuid::new_v4()),
-        client_id: client.client_id.clone(),
-        customer_id: None,
-        kind: KIND_FILE_PAYMENT.into(),
-        scopes: SCOPE_PAYMENTS.into(),
-        status: Stored::AwaitingAuthorisation,
-        details: d.to_value(),
-        created_at: now_s,
-        updated_at: now_s,
-        expires_at: None,
-    };
-    let audit = AuditEntry {
-        consent_id: record.id.clone(),
-        at: now_s,
-        actor: format!("client:{}", client.client_id),
-        action: "created".into(),
-        detail: format!(
-            "file of {} payments, control sum {}",
-            req.initiation.number_of_transactions,
-            req.initiation.control_sum_text()
-        ),
-    };
-    let k = idem(&client.client_id, key, &hash, &record.id, now_s);
-    match store.create_consent_idempotent(&record, &audit, &k).await? {
-        Created::Done => Ok(render_consent(&st, &record, &d, StatusCode::CREATED)),
-        Created::KeyInUse(k) => replay_consent(&st, &client.client_id, &k, &hash).await,
-    }
-}
-
-async fn replay_consent(
-    st: &AppState,
-    client_id: &str,
-    k: &IdempotencyRecord,
-    hash: &str,
-) -> Result<Response, ObError> {
-    if k.request_hash != hash {
-        return Err(key_reused());
-    }
-    let (r, d) = own_consent(st, client_id, &k.resource_id).await?;
-    Ok(render_consent(st, &r, &d, StatusCode::CREATED))
+    create_payment_consent::<FileConsentDetails>(&st, &client, &headers, &body).await
 }
 
 #[utoipa::path(get, path = "/open-banking/v4.0/pisp/file-payment-consents/{ConsentId}", tag = "File Payments",
@@ -412,8 +339,7 @@ pub async fn get_file_payment_consent(
     Path(id): Path<String>,
     PaymentClient(client): PaymentClient,
 ) -> Result<Response, ObError> {
-    let (r, d) = own_consent(&st, &client.client_id, &id).await?;
-    Ok(render_consent(&st, &r, &d, StatusCode::OK))
+    get_payment_consent::<FileConsentDetails>(&st, &client, &id).await
 }
 
 fn awaiting_file(r: &ConsentRecord, d: &FileConsentDetails) -> Result<(), ObError> {
@@ -459,11 +385,8 @@ pub async fn upload_file(
     let now_s = now.unix_timestamp();
     let store = payments(&st)?;
     let replay = |k: IdempotencyRecord| {
-        if k.request_hash == hash {
-            Ok(no_store(StatusCode::OK.into_response()))
-        } else {
-            Err(key_reused())
-        }
+        same_request(&k, &hash)?;
+        Ok(no_store(StatusCode::OK.into_response()))
     };
     if let Some(k) = store
         .find_idempotency(&client.client_id, &key, now_s)
@@ -519,7 +442,7 @@ pub async fn upload_file(
             checked.currency
         ),
     };
-    let k = idem(&client.client_id, key, &hash, &r.id, now_s);
+    let k = idempotency(&client.client_id, key, &hash, &r.id, now_s);
     match files(&st)?
         .upload_file(&client.client_id, &file, &d.to_value(), &audit, &k)
         .await?
@@ -562,27 +485,6 @@ pub async fn get_file(
 }
 
 // ---- file payments --------------------------------------------------------------------------
-
-/// The consent the customer's token is bound to, which must be `id`, this client's,
-/// this customer's.
-async fn bound_consent(
-    st: &AppState,
-    t: &CustomerToken,
-    id: &str,
-) -> Result<(ConsentRecord, FileConsentDetails), ObError> {
-    if t.consent_id != id {
-        return Err(ObError::forbidden(
-            "the access token was issued for another consent",
-        ));
-    }
-    let (r, d) = own_consent(st, &t.client_id, id).await?;
-    if r.customer_id.as_deref() != Some(t.subject.as_str()) {
-        return Err(ObError::forbidden(
-            "the consent was authorised by another customer",
-        ));
-    }
-    Ok((r, d))
-}
 
 fn render_file_payment(
     st: &AppState,
@@ -731,7 +633,7 @@ pub async fn create_file_payment(
             action: "consumed".into(),
             detail: format!("file-payment={fid}"),
         },
-        idempotency: idem(&t.client_id, key, &hash, &fid, now_s),
+        idempotency: idempotency(&t.client_id, key, &hash, &fid, now_s),
     };
     match files(&st)?.execute_file_payment(&x).await? {
         FileExecuted::Done(done) => {
@@ -769,9 +671,7 @@ async fn replay_file_payment(
     k: &IdempotencyRecord,
     hash: &str,
 ) -> Result<Response, ObError> {
-    if k.request_hash != hash {
-        return Err(key_reused());
-    }
+    same_request(k, hash)?;
     let (f, items) = own_file_payment(st, client_id, &k.resource_id).await?;
     Ok(render_file_payment(st, &f, &items, StatusCode::CREATED))
 }

@@ -35,6 +35,7 @@ pub mod jwt;
 pub mod ledger;
 pub mod ob;
 pub mod openapi;
+mod payment_consents;
 pub mod payments;
 pub mod ratelimit;
 pub mod routes;

@@ -19,9 +19,13 @@ use crate::auth::{ClientGrant, CustomerToken};
 use crate::error::{ObError, ObErrorResponse, codes};
 use crate::jws_signature::{SignatureCaller, SignedBody};
 use crate::ob::{self, Links, Meta};
+use crate::payment_consents::{
+    ConsentHead, ConsentKind, bound_consent, create_payment_consent, get_payment_consent,
+    same_request,
+};
 use crate::routes::{Credentials, self_link};
 use authz_store::{
-    AuditEntry, ConsentRecord, ConsentStatus as Stored, Created, Executed, IDEMPOTENCY_TTL_SECS,
+    AuditEntry, ConsentRecord, ConsentStatus as Stored, Executed, IDEMPOTENCY_TTL_SECS,
     IdempotencyRecord, PaymentExecution, PaymentRecord, PaymentStore,
 };
 use axum::body::Bytes;
@@ -29,10 +33,10 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use openbanking::SCOPE_PAYMENTS;
 use openbanking::payment::{
     self as pay, ClearingOutcome, PaymentConsentDetails, PaymentError, format_minor,
 };
-use openbanking::{KIND_DOMESTIC_PAYMENT, SCOPE_PAYMENTS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -402,66 +406,49 @@ pub(crate) fn consent_status(s: Stored) -> &'static str {
     }
 }
 
-fn consent_details(r: &ConsentRecord) -> Result<PaymentConsentDetails, ObError> {
-    PaymentConsentDetails::from_value(&r.details).map_err(|e| {
-        tracing::error!(consent = %r.id, error = %e, "corrupt payment consent details");
-        ObError::internal()
-    })
-}
-
-fn consent_not_found() -> ObError {
-    ObError::resource_not_found("ConsentId")
-}
-
-/// The client's payment consent, or 400 NotFound (unknown, another client's, or not a
-/// payment consent alike).
+/// The client's domestic-payment consent, or 400 NotFound (the shared lookup, typed for
+/// this kind).
 async fn own_consent(
     st: &AppState,
     client_id: &str,
     id: &str,
 ) -> Result<(ConsentRecord, PaymentConsentDetails), ObError> {
-    let r = st
-        .store
-        .find_consent(id)
-        .await?
-        .filter(|r| r.client_id == client_id && r.kind == KIND_DOMESTIC_PAYMENT)
-        .ok_or_else(consent_not_found)?;
-    let d = consent_details(&r)?;
-    Ok((r, d))
+    crate::payment_consents::own_consent(st, client_id, id).await
 }
 
-fn render_consent(
-    st: &AppState,
-    r: &ConsentRecord,
-    d: &PaymentConsentDetails,
-    status: StatusCode,
-) -> Response {
-    let body = ObWriteDomesticConsentResponse {
-        data: ObDomesticConsentResponseData {
-            consent_id: r.id.clone(),
-            creation_date_time: utc(r.created_at),
-            status: consent_status(r.status).to_owned(),
-            status_update_date_time: ob::dt(
-                d.status_update_date_time.to_offset(time::UtcOffset::UTC),
-            ),
-            status_reason: d.status_reason.as_ref().map(|s| {
-                vec![crate::consents::ObStatusReason {
-                    status_reason_code: s.code.clone(),
-                    status_reason_description: s.description.clone(),
-                }]
-            }),
-            initiation: d.initiation.to_value(),
-            read_refund_account: d.read_refund_account.clone(),
-        },
-        risk: d.risk.clone(),
-        links: self_link(
-            st,
-            &format!("{PISP_PREFIX}/domestic-payment-consents/{}", r.id),
-            None,
-        ),
-        meta: Meta::default(),
-    };
-    no_store((status, axum::Json(body)).into_response())
+impl ConsentKind for PaymentConsentDetails {
+    const COLLECTION: &'static str = "domestic-payment-consents";
+    const ID_PREFIX: &'static str = "pdc";
+    type Body = ObWriteDomesticConsentResponse;
+
+    fn parse(json: &serde_json::Value, now: OffsetDateTime) -> Result<(Self, String), ObError> {
+        let req = pay::parse_consent_body(json).map_err(pay_err)?;
+        let i = &req.initiation;
+        let detail = format!(
+            "{} {} to {}",
+            i.instructed_amount.amount,
+            i.instructed_amount.currency,
+            i.creditor_account.identification
+        );
+        Ok((PaymentConsentDetails::new(&req, now), detail))
+    }
+
+    fn body(&self, h: ConsentHead, links: Links) -> ObWriteDomesticConsentResponse {
+        ObWriteDomesticConsentResponse {
+            data: ObDomesticConsentResponseData {
+                consent_id: h.consent_id,
+                creation_date_time: h.creation_date_time,
+                status: h.status,
+                status_update_date_time: h.status_update_date_time,
+                status_reason: h.status_reason,
+                initiation: self.initiation.to_value(),
+                read_refund_account: self.read_refund_account.clone(),
+            },
+            risk: self.risk.clone(),
+            links,
+            meta: Meta::default(),
+        }
+    }
 }
 
 fn reason_text(code: &str) -> &'static str {
@@ -536,73 +523,7 @@ pub async fn create_domestic_payment_consent(
     headers: HeaderMap,
     SignedBody(body): SignedBody,
 ) -> Result<Response, ObError> {
-    let key = idempotency_key(&headers)?;
-    let hash = request_hash("POST domestic-payment-consents", &body);
-    let now = st.clock.now();
-    let now_s = now.unix_timestamp();
-    let store = payments(&st)?;
-    if let Some(k) = store
-        .find_idempotency(&client.client_id, &key, now_s)
-        .await?
-    {
-        return replay_consent(&st, &client.client_id, &k, &hash).await;
-    }
-    let json = json_body(&headers, &body)?;
-    let req = pay::parse_consent_body(&json).map_err(pay_err)?;
-    let details = PaymentConsentDetails::new(&req, now);
-    let record = ConsentRecord {
-        id: format!("pdc-{}", uuid::Uuid::new_v4()),
-        client_id: client.client_id.clone(),
-        customer_id: None,
-        kind: KIND_DOMESTIC_PAYMENT.into(),
-        scopes: SCOPE_PAYMENTS.into(),
-        status: Stored::AwaitingAuthorisation,
-        details: details.to_value(),
-        created_at: now_s,
-        updated_at: now_s,
-        expires_at: None,
-    };
-    let audit = AuditEntry {
-        consent_id: record.id.clone(),
-        at: now_s,
-        actor: format!("client:{}", client.client_id),
-        action: "created".into(),
-        detail: format!(
-            "{} {} to {}",
-            req.initiation.instructed_amount.amount,
-            req.initiation.instructed_amount.currency,
-            req.initiation.creditor_account.identification
-        ),
-    };
-    let idem = IdempotencyRecord {
-        client_id: client.client_id.clone(),
-        key,
-        request_hash: hash.clone(),
-        resource_id: record.id.clone(),
-        created_at: now_s,
-        expires_at: now_s + IDEMPOTENCY_TTL_SECS,
-    };
-    match store
-        .create_consent_idempotent(&record, &audit, &idem)
-        .await?
-    {
-        Created::Done => Ok(render_consent(&st, &record, &details, StatusCode::CREATED)),
-        // A concurrent request with the same key won.
-        Created::KeyInUse(k) => replay_consent(&st, &client.client_id, &k, &hash).await,
-    }
-}
-
-async fn replay_consent(
-    st: &AppState,
-    client_id: &str,
-    k: &IdempotencyRecord,
-    hash: &str,
-) -> Result<Response, ObError> {
-    if k.request_hash != hash {
-        return Err(key_reused());
-    }
-    let (r, d) = own_consent(st, client_id, &k.resource_id).await?;
-    Ok(render_consent(st, &r, &d, StatusCode::CREATED))
+    create_payment_consent::<PaymentConsentDetails>(&st, &client, &headers, &body).await
 }
 
 #[utoipa::path(get, path = "/open-banking/v4.0/pisp/domestic-payment-consents/{ConsentId}", tag = "Domestic Payments",
@@ -618,29 +539,7 @@ pub async fn get_domestic_payment_consent(
     Path(id): Path<String>,
     PaymentClient(client): PaymentClient,
 ) -> Result<Response, ObError> {
-    let (r, d) = own_consent(&st, &client.client_id, &id).await?;
-    Ok(render_consent(&st, &r, &d, StatusCode::OK))
-}
-
-/// The consent the customer's token is bound to, which must be `id`, this client's,
-/// this customer's.
-async fn bound_consent(
-    st: &AppState,
-    t: &CustomerToken,
-    id: &str,
-) -> Result<(ConsentRecord, PaymentConsentDetails), ObError> {
-    if t.consent_id != id {
-        return Err(ObError::forbidden(
-            "the access token was issued for another consent",
-        ));
-    }
-    let (r, d) = own_consent(st, &t.client_id, id).await?;
-    if r.customer_id.as_deref() != Some(t.subject.as_str()) {
-        return Err(ObError::forbidden(
-            "the consent was authorised by another customer",
-        ));
-    }
-    Ok((r, d))
+    get_payment_consent::<PaymentConsentDetails>(&st, &client, &id).await
 }
 
 /// What an authorised consent debits: its debtor account (picked at authorisation when
@@ -831,9 +730,7 @@ async fn replay_payment(
     k: &IdempotencyRecord,
     hash: &str,
 ) -> Result<Response, ObError> {
-    if k.request_hash != hash {
-        return Err(key_reused());
-    }
+    same_request(k, hash)?;
     let p = own_payment(st, client_id, &k.resource_id).await?;
     Ok(render_payment(st, &p, StatusCode::CREATED))
 }

@@ -17,6 +17,7 @@ import {
   newContext,
   SCREENSHOTS,
   screenshot,
+  signInToDashboard,
   startServer,
   submitOtp,
   submitPassword,
@@ -226,14 +227,7 @@ test('payment consents in the dashboard: a paid one stays, an unused one is with
   // 2. The dashboard, audited by axe (the audit context bypasses the CSP to inject axe).
   await withContext({ viewport: { width: 1100, height: 900 }, bypassCSP: true }, async (context) => {
     const page = await context.newPage();
-    await page.goto(`${server.kit.issuer}/account/login`);
-    await page.fill('#username', server.kit.customer.username);
-    await page.fill('#password', server.kit.customer.password);
-    await page.click('form.form button[type=submit]');
-    await page.waitForURL((u) => u.pathname === '/account/login/otp');
-    await page.fill('#otp', await authenticator.freshCode());
-    await page.click('form.form button[type=submit]');
-    await page.waitForURL((u) => u.pathname === '/account');
+    await signInToDashboard(page, server.kit.issuer, server.kit.customer, await authenticator.freshCode());
 
     const open = page.locator(`[data-consent-id="${openReq.consentId}"]`);
     assert.equal(await open.getAttribute('data-status'), 'active');

@@ -2,7 +2,8 @@
 // file-payment consent and uploads a CSV file over mTLS, the customer signs in and sees the
 // batch on the consent page (count, total, the first payees and "and N more"), audited by
 // axe and at phone width, picks the account to pay from and approves; the TPP executes the
-// file with the token and reads the report. Screenshots: desktop and phone widths.
+// file with the token and reads the report; the customer's dashboard then shows the
+// executed file (audited by axe too). Screenshots: desktop and phone widths.
 import { after, before, test as nodeTest } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
@@ -16,6 +17,7 @@ import {
   newContext,
   SCREENSHOTS,
   screenshot,
+  signInToDashboard,
   startServer,
   submitOtp,
   submitPassword,
@@ -169,4 +171,49 @@ test('the customer approves a file of six payments once, on a page that shows th
     Data: { ConsentId: consentId, Initiation: body.Data.Initiation },
   });
   assert.equal(again.status, 400, JSON.stringify(again.body));
+
+  // The customer's dashboard shows the executed file like a payment consent: the batch,
+  // the account, what became of it; spent, so no withdraw link. Audited by axe.
+  const context = await newContext(browser, { viewport: { width: 1100, height: 900 }, bypassCSP: true });
+  try {
+    const page = await context.newPage();
+    await signInToDashboard(page, server.kit.issuer, server.kit.customer, await authenticator.freshCode());
+    const card = page.locator(`[data-consent-id="${consentId}"]`);
+    assert.equal(await card.getAttribute('data-status'), 'paid');
+    assert.equal(await card.locator('.file-payment-count strong').innerText(), '6');
+    assert.equal(await card.locator('.file-payment-total').innerText(), 'KES 2750.50');
+    const text = await card.innerText();
+    for (const want of ['Wanjiku Kamau', 'M-PESA number 254712000001', 'KES 1200.00', 'Achieng Atieno', 'and 3 more', 'PAYROLL-NOV', 'Used: the payments were made']) {
+      assert.ok(text.includes(want), `${want} not in ${text}`);
+    }
+    assert.ok(!text.includes('Mutua Musyoka'), 'only the first payees are listed');
+    assert.match(await card.locator('.payment-status').innerText(), /^(All 6 paid|\d+ paid|\d+ sent)/);
+    assert.equal(await card.getByRole('link', { name: /Withdraw access/ }).count(), 0);
+
+    await page.addScriptTag({ path: AXE });
+    const r = await page.evaluate(() =>
+      // eslint-disable-next-line no-undef
+      axe.run(document, {
+        runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+      }),
+    );
+    assert.ok(r.passes.length >= 10, `axe ran only ${r.passes.length} passing rules`);
+    writeFileSync(
+      join(SCREENSHOTS, 'axe-dashboard-file-payment.json'),
+      JSON.stringify(r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')) })), null, 2),
+    );
+    const serious = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    assert.deepEqual(serious.map((v) => `${v.id}: ${v.help}`), []);
+    await card.scrollIntoViewIfNeeded();
+    await screenshot(page, 'dashboard-file-payment');
+    await page.setViewportSize({ width: 360, height: 780 });
+    const overflow = await page.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
+    assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px at 360px`);
+    await card.scrollIntoViewIfNeeded();
+    await screenshot(page, 'dashboard-file-payment-phone');
+  } finally {
+    await context.close();
+  }
 });

@@ -4,12 +4,12 @@
 //! nothing; withdrawing an authorised, unused one revokes it and its refresh token, and
 //! the resource server then refuses the payment (and the funds check).
 
-use fapi_conformance::Pkce;
 use fapi_conformance::Tpp;
 use fapi_conformance::browser::{Customer, Page};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wekeza_tests::{Reply, TestPlatform, query_param};
+use wekeza_tests::journey::{self, Ask};
+use wekeza_tests::{Reply, TestPlatform};
 
 const PISP: &str = "/open-banking/v4.0/pisp";
 const SCHEME: &str = "KE.WEKEZA.AccountNumber";
@@ -22,7 +22,7 @@ fn url(p: &TestPlatform, path: &str) -> String {
 }
 
 /// The persona's first KES current/savings account: (bank id, number, nickname).
-fn first_account(p: &TestPlatform, username: &str) -> (String, String, String) {
+pub(crate) fn first_account(p: &TestPlatform, username: &str) -> (String, String, String) {
     use authz_server::clock::Clock;
     let today = time::OffsetDateTime::from_unix_timestamp(p.clock.now())
         .unwrap()
@@ -92,44 +92,15 @@ async fn authorised_payment(
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let id = r.body["Data"]["ConsentId"].as_str().unwrap().to_owned();
-    let claims = json!({"id_token": {"openbanking_intent_id": {"value": id, "essential": true}}})
-        .to_string();
-    let pkce = Pkce::new();
-    let par = tpp
-        .par(
-            &pkce,
-            "st-dp",
-            "n-dp",
-            &[("scope", "openid payments"), ("claims", &claims)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(par.status, 201, "{:?}", par.body);
-    let agent = p.customer();
-    let login = agent
-        .open(&tpp.authorize_url(par.str("request_uri").unwrap()))
-        .await
-        .unwrap();
-    let c = &p.kit.customer;
-    let page = agent
-        .sign_in(&login, &c.username, &c.password, &p.fresh_otp())
-        .await
-        .unwrap();
-    assert_eq!(page.status, 200, "{}", page.html);
-    let back = agent.decide_accounts(&page, true, &[from]).await.unwrap();
-    let t = tpp
-        .exchange_code(&query_param(&back, "code").unwrap(), &pkce)
-        .await
-        .unwrap();
-    assert_eq!(t.status, 200, "{:?}", t.body);
+    let t = journey::approve(p, tpp, Ask::Intent(&id), Some(from)).await;
     (id, body, t)
 }
 
-fn location(page: &Page) -> &str {
+pub(crate) fn location(page: &Page) -> &str {
     page.location.as_deref().unwrap_or_default()
 }
 
-async fn dashboard(p: &TestPlatform) -> (Customer, Page) {
+pub(crate) async fn dashboard(p: &TestPlatform) -> (Customer, Page) {
     let agent = p.customer();
     let c = &p.kit.customer;
     let login = agent.get("/account/login").await.unwrap();
@@ -160,7 +131,7 @@ async fn dashboard(p: &TestPlatform) -> (Customer, Page) {
     (agent, dash)
 }
 
-fn card_of(html: &str, consent_id: &str) -> String {
+pub(crate) fn card_of(html: &str, consent_id: &str) -> String {
     let mark = format!("data-consent-id=\"{consent_id}\"");
     let i = html
         .find(&mark)

@@ -13,10 +13,11 @@ use fapi_conformance::{Pkce, Tpp};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use wekeza_tests::journey::{self, Ask};
 use wekeza_tests::{Reply, TestPlatform, query_param};
 
 const SCHEME: &str = "KE.WEKEZA.AccountNumber";
-const JSON_TYPE: &str = "UK.OBIE.PaymentInitiation.4.0";
+pub(crate) const JSON_TYPE: &str = "UK.OBIE.PaymentInitiation.4.0";
 const CSV_TYPE: &str = "KE.WEKEZA.PaymentInitiation.CSV.1";
 const CSV_HEADER: &str = "InstructionIdentification,EndToEndIdentification,Amount,Currency,CreditorSchemeName,CreditorIdentification,CreditorName,Reference,Unstructured";
 
@@ -143,7 +144,7 @@ async fn raw_signed(
     (status, ct, r.bytes().await.unwrap().to_vec())
 }
 
-async fn upload(
+pub(crate) async fn upload(
     p: &TestPlatform,
     tpp: &Tpp,
     cc: &str,
@@ -164,7 +165,7 @@ async fn upload(
     (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
-async fn consent_status(p: &TestPlatform, tpp: &Tpp, cc: &str, id: &str) -> String {
+pub(crate) async fn consent_status(p: &TestPlatform, tpp: &Tpp, cc: &str, id: &str) -> String {
     let r = call(
         tpp,
         Method::GET,
@@ -178,63 +179,35 @@ async fn consent_status(p: &TestPlatform, tpp: &Tpp, cc: &str, id: &str) -> Stri
     r.body["Data"]["Status"].as_str().unwrap().to_owned()
 }
 
-fn intent_claims(id: &str) -> String {
-    json!({"id_token": {"openbanking_intent_id": {"value": id, "essential": true}}}).to_string()
-}
-
 async fn par(tpp: &Tpp, pkce: &Pkce, id: &str) -> Reply {
-    let extra = [("scope", "openid payments"), ("claims", &intent_claims(id))];
-    tpp.par(pkce, "st-file", "n-file", &extra).await.unwrap()
+    journey::par(tpp, pkce, Ask::Intent(id), "openid payments").await
 }
 
 /// PAR for the file consent, then the customer signs in: the consent page.
 async fn consent_page(p: &TestPlatform, tpp: &Tpp, pkce: &Pkce, id: &str) -> (Customer, Page) {
-    let r = par(tpp, pkce, id).await;
-    assert_eq!(r.status, 201, "PAR: {:?}", r.body);
-    let customer = p.customer();
-    let login = customer
-        .open(&tpp.authorize_url(r.str("request_uri").unwrap()))
-        .await
-        .unwrap();
-    let otp = p.fresh_otp();
-    let page = customer
-        .sign_in(
-            &login,
-            &p.kit.customer.username,
-            &p.kit.customer.password,
-            &otp,
-        )
-        .await
-        .unwrap();
+    let (customer, page) = journey::consent_page(p, tpp, pkce, Ask::Intent(id)).await;
     assert_eq!(page.status, 200, "{}", page.html);
     (customer, page)
 }
 
-async fn approve(p: &TestPlatform, tpp: &Tpp, id: &str, from: Option<&str>) -> String {
-    let pkce = Pkce::new();
-    let (customer, page) = consent_page(p, tpp, &pkce, id).await;
-    let picked: Vec<&str> = from.into_iter().collect();
-    let back = customer
-        .decide_accounts(&page, true, &picked)
-        .await
-        .unwrap();
-    token(tpp, &back, &pkce).await
-}
-
-async fn token(tpp: &Tpp, back: &url::Url, pkce: &Pkce) -> String {
-    let code = query_param(back, "code").expect("code");
-    let t = tpp.exchange_code(&code, pkce).await.unwrap();
-    assert_eq!(t.status, 200, "{:?}", t.body);
+/// The customer approves file consent `id`, paying from `from` when asked: the access token.
+pub(crate) async fn approve(p: &TestPlatform, tpp: &Tpp, id: &str, from: Option<&str>) -> String {
+    let t = journey::approve(p, tpp, Ask::Intent(id), from).await;
     t.str("access_token").unwrap().to_owned()
 }
 
-fn payment_body(id: &str, consent: &Value) -> Value {
+async fn token(tpp: &Tpp, back: &url::Url, pkce: &Pkce) -> String {
+    let t = journey::exchange(tpp, back, pkce).await;
+    t.str("access_token").unwrap().to_owned()
+}
+
+pub(crate) fn payment_body(id: &str, consent: &Value) -> Value {
     let mut b = consent.clone();
     b["Data"]["ConsentId"] = json!(id);
     b
 }
 
-async fn execute(p: &TestPlatform, tpp: &Tpp, at: &str, body: &Value, k: &str) -> Reply {
+pub(crate) async fn execute(p: &TestPlatform, tpp: &Tpp, at: &str, body: &Value, k: &str) -> Reply {
     call(
         tpp,
         Method::POST,
@@ -264,7 +237,7 @@ fn minor(amount: &str) -> i64 {
     i.parse::<i64>().unwrap() * 100 + format!("{f:0<2}").parse::<i64>().unwrap()
 }
 
-fn major(minor: i64) -> String {
+pub(crate) fn major(minor: i64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
 }
 

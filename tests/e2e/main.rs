@@ -9,6 +9,7 @@ mod auth_factors;
 mod authorize;
 mod client_auth;
 mod dashboard;
+mod dashboard_file_payments;
 mod dashboard_payments;
 mod dpop;
 mod events;

@@ -10,6 +10,7 @@ use fapi_conformance::{Pkce, Tpp};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use wekeza_tests::journey::{self, Ask, exchange, intent_claims};
 use wekeza_tests::{Reply, TestPlatform, jwt_claims, query_param};
 
 const PISP: &str = "/open-banking/v4.0/pisp";
@@ -147,14 +148,9 @@ pub(crate) async fn create_consent(p: &TestPlatform, tpp: &Tpp, body: &Value) ->
     r.body["Data"]["ConsentId"].as_str().unwrap().to_owned()
 }
 
-fn intent_claims(id: &str) -> String {
-    json!({"id_token": {"openbanking_intent_id": {"value": id, "essential": true}}}).to_string()
-}
-
 /// PAR for the payment consent, then the customer signs in: the consent page.
 async fn consent_page(p: &TestPlatform, tpp: &Tpp, pkce: &Pkce, id: &str) -> (Customer, Page) {
-    let otp = p.fresh_otp();
-    consent_page_as(p, tpp, pkce, id, &p.kit.customer.username, &otp).await
+    journey::consent_page(p, tpp, pkce, Ask::Intent(id)).await
 }
 
 /// [`consent_page`] signed in as `username` (alice, or a load-test pool customer sharing
@@ -167,47 +163,12 @@ async fn consent_page_as(
     username: &str,
     otp: &str,
 ) -> (Customer, Page) {
-    let extra = [("scope", "openid payments"), ("claims", &intent_claims(id))];
-    let par = if tpp.uses_dpop() {
-        tpp.par_dpop(pkce, "st-pay", "n-pay", &extra).await.unwrap()
-    } else {
-        tpp.par(pkce, "st-pay", "n-pay", &extra).await.unwrap()
-    };
-    assert_eq!(par.status, 201, "PAR: {:?}", par.body);
-    let customer = p.customer();
-    let login = customer
-        .open(&tpp.authorize_url(par.str("request_uri").unwrap()))
-        .await
-        .unwrap();
-    let page = customer
-        .sign_in(&login, username, &p.kit.customer.password, otp)
-        .await
-        .unwrap();
-    (customer, page)
-}
-
-async fn exchange(tpp: &Tpp, back: &url::Url, pkce: &Pkce) -> Reply {
-    let code = query_param(back, "code").expect("code");
-    let t = if tpp.uses_dpop() {
-        tpp.exchange_code_dpop(&code, pkce).await.unwrap()
-    } else {
-        tpp.exchange_code(&code, pkce).await.unwrap()
-    };
-    assert_eq!(t.status, 200, "{:?}", t.body);
-    t
+    journey::consent_page_as(p, tpp, pkce, Ask::Intent(id), username, otp).await
 }
 
 /// The customer approves consent `id`, paying from `from` when asked; the token reply.
 pub(crate) async fn authorise(p: &TestPlatform, tpp: &Tpp, id: &str, from: Option<&str>) -> Reply {
-    let pkce = Pkce::new();
-    let (customer, page) = consent_page(p, tpp, &pkce, id).await;
-    assert_eq!(page.status, 200, "{}", page.html);
-    let picked: Vec<&str> = from.into_iter().collect();
-    let back = customer
-        .decide_accounts(&page, true, &picked)
-        .await
-        .unwrap();
-    exchange(tpp, &back, &pkce).await
+    journey::approve(p, tpp, Ask::Intent(id), from).await
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use fapi_conformance::browser::{Customer, Page};
 use fapi_conformance::{Pkce, Tpp};
 use reqwest::Method;
 use serde_json::{Value, json};
+use wekeza_tests::journey::{self, Ask, exchange};
 use wekeza_tests::{Reply, TestPlatform, jwt_claims, query_param};
 
 const SCHEME: &str = "KE.WEKEZA.AccountNumber";
@@ -42,12 +43,7 @@ fn payment(consent_id: &str, initiation: &Value) -> Value {
 }
 
 async fn par(tpp: &Tpp, pkce: &Pkce, details: &str, scope: &str) -> Reply {
-    let extra = [("scope", scope), ("authorization_details", details)];
-    if tpp.uses_dpop() {
-        tpp.par_dpop(pkce, "st-rar", "n-rar", &extra).await.unwrap()
-    } else {
-        tpp.par(pkce, "st-rar", "n-rar", &extra).await.unwrap()
-    }
+    journey::par(tpp, pkce, Ask::Details(details), scope).await
 }
 
 /// PAR with `details`, then alice signs in: the consent page.
@@ -57,42 +53,16 @@ async fn consent_page(
     pkce: &Pkce,
     details: &Value,
 ) -> (Customer, Page) {
-    let r = par(tpp, pkce, &details.to_string(), "openid payments").await;
-    assert_eq!(r.status, 201, "PAR: {:?}", r.body);
-    let customer = p.customer();
-    let login = customer
-        .open(&tpp.authorize_url(r.str("request_uri").unwrap()))
-        .await
-        .unwrap();
-    let c = &p.kit.customer;
-    let page = customer
-        .sign_in(&login, &c.username, &c.password, &p.fresh_otp())
-        .await
-        .unwrap();
+    let d = details.to_string();
+    let (customer, page) = journey::consent_page(p, tpp, pkce, Ask::Details(&d)).await;
     assert_eq!(page.status, 200, "{}", page.html);
     (customer, page)
 }
 
-async fn exchange(tpp: &Tpp, back: &url::Url, pkce: &Pkce) -> Reply {
-    let code = query_param(back, "code").expect("code");
-    let t = if tpp.uses_dpop() {
-        tpp.exchange_code_dpop(&code, pkce).await.unwrap()
-    } else {
-        tpp.exchange_code(&code, pkce).await.unwrap()
-    };
-    assert_eq!(t.status, 200, "{:?}", t.body);
-    t
-}
-
 /// PAR with one entry, alice approves paying from `from`: (consent id, access token).
 async fn authorised(p: &TestPlatform, tpp: &Tpp, details: &Value, from: &Acct) -> (String, String) {
-    let pkce = Pkce::new();
-    let (customer, page) = consent_page(p, tpp, &pkce, details).await;
-    let back = customer
-        .decide_accounts(&page, true, &[from.id.as_str()])
-        .await
-        .unwrap();
-    let t = exchange(tpp, &back, &pkce).await;
+    let d = details.to_string();
+    let t = journey::approve(p, tpp, Ask::Details(&d), Some(from.id.as_str())).await;
     let id = t.body["authorization_details"][0]["consentId"]
         .as_str()
         .unwrap()

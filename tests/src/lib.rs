@@ -13,6 +13,8 @@ use fapi_conformance::{Kit, Pkce, Tpp};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod journey;
+
 pub use fapi_conformance::tpp::{Reply, jwt_claims};
 
 pub struct TestPlatform {

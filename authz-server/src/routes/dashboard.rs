@@ -20,8 +20,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use consent_ui as ui;
 use consent_ui::dashboard as dui;
+use openbanking::file_payment::FileConsentDetails;
 use openbanking::payment::PaymentConsentDetails;
-use openbanking::{AccountAccessDetails, KIND_ACCOUNT_ACCESS, KIND_DOMESTIC_PAYMENT, StatusReason};
+use openbanking::payment_consent::PaymentConsent;
+use openbanking::{
+    AccountAccessDetails, KIND_ACCOUNT_ACCESS, KIND_DOMESTIC_PAYMENT, KIND_FILE_PAYMENT,
+    StatusReason,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -766,6 +771,7 @@ async fn card(
             .is_active()
             .then(|| format!("/account/consents/{}/revoke", url_segment(&c.id))),
         payment: None,
+        file_payment: None,
     };
     let mut payment_history = Vec::new();
     let mut expiry = c.expires_at;
@@ -815,6 +821,18 @@ async fn card(
         }
         card.state_note = v.note;
         card.payment = Some(v.facts);
+        payment_history = v.history;
+    } else if c.kind == KIND_FILE_PAYMENT {
+        let v = super::dashboard_file_payments::view(st, c).await?;
+        card.title = format!(
+            "File of {} payments, {} in total",
+            v.facts.count, v.facts.total
+        );
+        if let Some(s) = v.state {
+            card.state = s;
+        }
+        card.state_note = v.note;
+        card.file_payment = Some(v.facts);
         payment_history = v.history;
     } else {
         card.title = if c.scopes.split(' ').any(|s| s == "accounts") {
@@ -1120,25 +1138,10 @@ async fn revoke(st: &AppState, c: &ConsentRecord, customer_id: &str) -> Result<b
     } else if c.kind == KIND_DOMESTIC_PAYMENT {
         // Only an authorised, unused payment consent gets here (`from`): once the
         // provider used it the guarded update finds it consumed and nothing changes.
-        let mut d = PaymentConsentDetails::from_value(&c.details)
-            .map_err(|e| OAuthError::server_error(format!("stored consent {}: {e}", c.id)))?;
-        d.status_reason = Some(StatusReason {
-            code: REASON_CUSTOMER_REVOKED.into(),
-            description: "revoked by the customer".into(),
-        });
-        d.status_update_date_time = OffsetDateTime::from_unix_timestamp(now)
-            .map_err(|_| OAuthError::server_error("clock out of range"))?;
-        st.store
-            .update_consent(
-                &c.id,
-                &from,
-                ConsentStatus::Revoked,
-                None,
-                Some(&d.to_value()),
-                &audit,
-            )
-            .await
-            .map_err(store)?
+        revoke_payment::<PaymentConsentDetails>(st, c, &from, &audit, now).await?
+    } else if c.kind == KIND_FILE_PAYMENT {
+        // The same for a file of payments (ADR 0016): its reason is recorded alike.
+        revoke_payment::<FileConsentDetails>(st, c, &from, &audit, now).await?
     } else {
         st.store
             .transition_consent(&c.id, &from, ConsentStatus::Revoked, &audit)
@@ -1151,4 +1154,35 @@ async fn revoke(st: &AppState, c: &ConsentRecord, customer_id: &str) -> Result<b
         .await
         .map_err(store)?;
     Ok(moved)
+}
+
+/// Withdraws a payment consent of any kind, recording the customer's reason in its details.
+async fn revoke_payment<D: PaymentConsent>(
+    st: &AppState,
+    c: &ConsentRecord,
+    from: &[ConsentStatus],
+    audit: &AuditEntry,
+    now: i64,
+) -> Result<bool, OAuthError> {
+    let mut d = D::from_value(&c.details)
+        .map_err(|e| OAuthError::server_error(format!("stored consent {}: {e}", c.id)))?;
+    d.set_status_reason(StatusReason {
+        code: REASON_CUSTOMER_REVOKED.into(),
+        description: "revoked by the customer".into(),
+    });
+    d.set_status_update_date_time(
+        OffsetDateTime::from_unix_timestamp(now)
+            .map_err(|_| OAuthError::server_error("clock out of range"))?,
+    );
+    st.store
+        .update_consent(
+            &c.id,
+            from,
+            ConsentStatus::Revoked,
+            None,
+            Some(&d.to_value()),
+            audit,
+        )
+        .await
+        .map_err(store)
 }

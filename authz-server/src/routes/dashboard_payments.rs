@@ -5,6 +5,7 @@
 //! history. A consent that was used is spent: it gets no withdraw button.
 
 use crate::client_auth::store;
+use crate::ob_payments::scheme_words;
 use crate::routes::dashboard::{shared_account, when};
 use crate::state::AppState;
 use authz_core::OAuthError;
@@ -22,18 +23,8 @@ pub(crate) struct PaymentView {
     pub history: Vec<dui::HistoryEntry>,
 }
 
-fn scheme_words(scheme: &str) -> &str {
-    match scheme {
-        "KE.WEKEZA.AccountNumber" => "Wekeza account",
-        "KE.MPESA.MSISDN" => "M-PESA number",
-        "UK.OBIE.SortCodeAccountNumber" => "Sort code and account",
-        "UK.OBIE.IBAN" => "IBAN",
-        other => other,
-    }
-}
-
 /// An ISO 20022 payment status (and reason) in the customer's words.
-fn payment_words(status: &str, reason: Option<&str>) -> String {
+pub(crate) fn payment_words(status: &str, reason: Option<&str>) -> String {
     match (status, reason) {
         ("ACSC", _) => "Paid".into(),
         ("ACSP", _) => "Sent to the payee's bank; not yet confirmed by it".into(),

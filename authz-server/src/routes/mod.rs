@@ -2,6 +2,7 @@
 
 pub mod authorize;
 pub mod dashboard;
+pub(crate) mod dashboard_file_payments;
 pub mod dashboard_passkey;
 pub mod dashboard_payments;
 pub mod meta;

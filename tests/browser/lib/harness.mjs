@@ -313,3 +313,15 @@ export async function virtualAuthenticator(context, page, { isUserVerified = tru
     },
   };
 }
+
+/** Signs `customer` in to the dashboard (/account: password, then the TOTP `code`). */
+export async function signInToDashboard(page, issuer, { username, password }, code) {
+  await page.goto(`${issuer}/account/login`);
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('form.form button[type=submit]');
+  await page.waitForURL((u) => u.pathname === '/account/login/otp');
+  await page.fill('#otp', code);
+  await page.click('form.form button[type=submit]');
+  await page.waitForURL((u) => u.pathname === '/account');
+}
