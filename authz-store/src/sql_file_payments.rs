@@ -12,7 +12,7 @@
 
 use crate::sql::{col, db_err};
 use crate::sql_payments::{
-    PAYMENT_COLUMNS, Tx, apply_leg, audit, claim_key, json_text, payment_from_row,
+    PAYMENT_COLUMNS, Tx, apply_leg_posted, audit, claim_key, json_text, payment_from_row,
 };
 use crate::{
     AuditEntry, IdempotencyRecord, NewEvent, PaymentRecord, SqlStore, StoreError, StoreResult,
@@ -337,17 +337,20 @@ impl FilePaymentStore for SqlStore {
         .map_err(db_err)?;
         let mut done = Vec::with_capacity(x.items.len());
         for (seq, item) in x.items.iter().enumerate() {
-            let out = apply_leg(
+            let (out, posted) = apply_leg_posted(
                 &mut tx,
+                Some(&self.known_internal),
                 &item.payment,
-                &item.creditor_scheme,
-                &item.creditor_identification,
+                (&item.creditor_scheme, &item.creditor_identification),
                 item.clearing_after_secs,
                 &item.clearing_outcome,
             )
             .await?;
-            // Each item's posting alerts the accounts' TPPs like any payment (ADR 0018).
-            crate::sql_alerts::payment_posted(&mut tx, &out.id, "payment", now).await?;
+            // Each item's posting alerts the accounts' TPPs like any payment (ADR 0018),
+            // from the posting's own legs (no reads back).
+            if let Some(posted) = posted {
+                crate::sql_alerts::payment_legs_posted(&mut tx, &out, posted, now).await?;
+            }
             sqlx::query(
                 "INSERT INTO file_payment_items (file_payment_id, seq, payment_id) \
                  VALUES ($1, $2, $3)",

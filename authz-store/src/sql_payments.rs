@@ -460,27 +460,7 @@ pub(crate) struct Posted {
 /// their posting (or RJCT with AM03 / AM04 and no money moved), the payment row and its
 /// first status. Used by [`PaymentStore::execute_payment`] and, once per item, by the
 /// file payments (`sql_file_payments.rs`). An `Err` means the caller must roll back.
-pub(crate) async fn apply_leg(
-    tx: &mut Tx<'_>,
-    p: &PaymentRecord,
-    creditor_scheme: &str,
-    creditor_identification: &str,
-    clearing_after_secs: i64,
-    clearing_outcome: &str,
-) -> StoreResult<PaymentRecord> {
-    let (out, _) = apply_leg_posted(
-        tx,
-        None,
-        p,
-        (creditor_scheme, creditor_identification),
-        clearing_after_secs,
-        clearing_outcome,
-    )
-    .await?;
-    Ok(out)
-}
-
-/// [`apply_leg`], also returning what the posting did (`None`: rejected, nothing moved).
+/// Returns the payment and what its posting did (`None`: rejected, nothing moved).
 pub(crate) async fn apply_leg_posted(
     tx: &mut Tx<'_>,
     known: Option<&KnownAccounts>,
