@@ -177,6 +177,7 @@ pub fn spawn(
         clock.clone(),
         Duration::from_secs(1),
     );
+    let lifetimes = i.housekeeping.payment_consents;
     let housekeeping =
         resource_server::alerts::spawn_housekeeping(i.store.clone(), clock.clone(), i.housekeeping);
     let mut dispatcher = None;
@@ -212,6 +213,7 @@ pub fn spawn(
     state.events = events;
     state.sandbox = i.sandbox;
     state.jws = i.jws;
+    state.payment_consent_lifetimes = lifetimes;
     state.rate_limit = i
         .rate_limit
         .map(|(per_second, burst)| resource_server::RateLimit { per_second, burst });

@@ -78,6 +78,8 @@ pub struct FileExecution {
     pub items: Vec<FileItem>,
     /// The consent's details after consumption.
     pub consent_details: serde_json::Value,
+    /// As [`crate::PaymentExecution::consent_authorised_after`]: the consent's lifetime.
+    pub consent_authorised_after: i64,
     pub audit: AuditEntry,
     pub idempotency: IdempotencyRecord,
 }
@@ -297,17 +299,19 @@ impl FilePaymentStore for SqlStore {
                 self.key_in_use(&x.idempotency).await?,
             ));
         }
-        // 2. The consent, AUTH → COND, only if it is this client's and customer's.
+        // 2. The consent, AUTH → COND, only if it is this client's and customer's and
+        //    within its lifetime.
         let consumed = sqlx::query(
             "UPDATE consents SET status = 'Consumed', updated_at = $2, details = $3 \
              WHERE id = $1 AND status = 'Authorised' AND kind = 'file-payment' \
-               AND client_id = $4 AND customer_id = $5",
+               AND client_id = $4 AND customer_id = $5 AND updated_at > $6",
         )
         .bind(f.consent_id.clone())
         .bind(now)
         .bind(json_text(&x.consent_details)?)
         .bind(f.client_id.clone())
         .bind(f.customer_id.clone())
+        .bind(x.consent_authorised_after)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?

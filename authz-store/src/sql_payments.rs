@@ -131,6 +131,11 @@ pub struct PaymentExecution {
     pub clearing_outcome: String,
     /// The consent's details after consumption (with the payment id).
     pub consent_details: serde_json::Value,
+    /// The consent counts as authorised only if it was authorised (its row last changed)
+    /// after this instant: `now − authorised lifetime` (ADR 0019), so a consent past its
+    /// lifetime is refused here even before the housekeeping sweep expires it.
+    /// `i64::MIN` = no lifetime.
+    pub consent_authorised_after: i64,
     pub audit: AuditEntry,
     pub idempotency: IdempotencyRecord,
 }
@@ -781,17 +786,19 @@ impl PaymentStore for SqlStore {
             tx.rollback().await.map_err(db_err)?;
             return Ok(Executed::KeyInUse(self.key_in_use(&x.idempotency).await?));
         }
-        // 2. The consent, AUTH → COND, only if it is this client's and customer's.
+        // 2. The consent, AUTH → COND, only if it is this client's and customer's and
+        //    within its lifetime.
         let consumed = sqlx::query(
             "UPDATE consents SET status = 'Consumed', updated_at = $2, details = $3 \
              WHERE id = $1 AND status = 'Authorised' AND kind = 'domestic-payment' \
-               AND client_id = $4 AND customer_id = $5",
+               AND client_id = $4 AND customer_id = $5 AND updated_at > $6",
         )
         .bind(p.consent_id.clone())
         .bind(now)
         .bind(json_text(&x.consent_details)?)
         .bind(p.client_id.clone())
         .bind(p.customer_id.clone())
+        .bind(x.consent_authorised_after)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?

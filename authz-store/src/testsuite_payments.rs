@@ -134,6 +134,7 @@ pub fn execution(
         clearing_after_secs: 5,
         clearing_outcome: outcome.into(),
         consent_details: json!({"v": 2, "payment_id": id}),
+        consent_authorised_after: i64::MIN,
         audit: audit(consent, "consumed"),
         idempotency: key(client, idem_key, &format!("hash-{consent}"), &id),
     }
@@ -329,6 +330,51 @@ pub async fn payment_suite<S: DurableStore + PaymentStore>(s: &S) {
         s.execute_payment(&wrong_customer).await.unwrap(),
         Executed::ConsentNotAuthorised
     );
+    // Authorised at NOW, but its lifetime asks for an authorisation after NOW: refused,
+    // nothing written, the consent stays authorised (for the sweep to expire).
+    let cl = authorised_consent(s, s, &client, &customer).await;
+    let mut lapsed = execution(&client, &customer, &cl, &a, "x", 1_00, &uid(), "settle");
+    lapsed.consent_authorised_after = NOW;
+    assert_eq!(
+        s.execute_payment(&lapsed).await.unwrap(),
+        Executed::ConsentNotAuthorised
+    );
+    assert!(s.find_payment(&lapsed.payment.id).await.unwrap().is_none());
+    assert!(
+        s.find_idempotency(&client, &lapsed.idempotency.key, NOW)
+            .await
+            .unwrap()
+            .is_none(),
+        "key not kept"
+    );
+    assert_eq!(
+        s.find_consent(&cl).await.unwrap().unwrap().status,
+        ConsentStatus::Authorised
+    );
+    // A limit one second earlier: within its lifetime, so the consent is consumed (the
+    // amount is beyond the overdraft, so it is rejected for funds and no money moves).
+    let mut within = execution(
+        &client,
+        &customer,
+        &cl,
+        &a,
+        &format!("no-{b}"),
+        999_00,
+        &uid(),
+        "settle",
+    );
+    within.consent_authorised_after = NOW - 1;
+    assert_eq!(
+        done(s.execute_payment(&within).await.unwrap())
+            .status_reason
+            .as_deref(),
+        Some("AM04")
+    );
+    assert_eq!(
+        s.find_consent(&cl).await.unwrap().unwrap().status,
+        ConsentStatus::Consumed
+    );
+    assert_eq!(balance(s, &a).await, 70_00);
     assert_eq!(
         s.find_consent(&c2).await.unwrap().unwrap().status,
         ConsentStatus::Authorised

@@ -547,6 +547,7 @@ pub async fn create_file_payment(
         }
         return Err(not_authorised(&r));
     }
+    let authorised_after = crate::payment_consents::authorised_after(&st, &r, now_s)?;
     fp::check_matches_consent(&req, &d).map_err(pay_err)?;
     let debtor_id = d.debtor_account_id.clone().ok_or_else(|| {
         tracing::error!(consent = %r.id, "authorised file consent without a debtor account");
@@ -626,6 +627,7 @@ pub async fn create_file_payment(
         },
         items,
         consent_details: d.to_value(),
+        consent_authorised_after: authorised_after,
         audit: AuditEntry {
             consent_id: r.id.clone(),
             at: now_s,
@@ -643,10 +645,10 @@ pub async fn create_file_payment(
             Ok(render_file_payment(&st, &f, &items, StatusCode::CREATED))
         }
         FileExecuted::KeyInUse(k) => replay_file_payment(&st, &t.client_id, &k, &hash).await,
-        FileExecuted::ConsentNotAuthorised => {
-            let (r, _) = own_consent(&st, &t.client_id, &r.id).await?;
-            Err(not_authorised(&r))
-        }
+        FileExecuted::ConsentNotAuthorised => Err(crate::payment_consents::not_consumed::<
+            FileConsentDetails,
+        >(&st, &t.client_id, &r.id, now_s)
+        .await),
     }
 }
 

@@ -80,6 +80,9 @@ pub struct AppState {
     pub sandbox: bool,
     /// `x-jws-signature` on payment requests and responses; `None` = neither (ADR 0017).
     pub jws: Option<Arc<jws_signature::JwsSignatures>>,
+    /// How long a payment consent stays usable (ADR 0019): a payment on an authorised
+    /// consent past its lifetime is refused even before the sweep expires it.
+    pub payment_consent_lifetimes: openbanking::consent_lifetime::PaymentConsentLifetimes,
 }
 
 impl AppState {
@@ -112,6 +115,7 @@ impl AppState {
             limiter: Arc::new(ratelimit::RateLimiter::default()),
             sandbox: false,
             jws: None,
+            payment_consent_lifetimes: Default::default(),
         }
     }
 

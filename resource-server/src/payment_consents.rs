@@ -125,6 +125,40 @@ pub(crate) async fn bound_consent<K: ConsentKind>(
     Ok((r, d))
 }
 
+/// The payment's lower bound on the consent's authorisation time (its lifetime, ADR
+/// 0019, guarded again inside the payment's transaction): refuses an authorised consent
+/// whose lifetime has run out, even before the housekeeping sweep moves it to EXPD.
+pub(crate) fn authorised_after(st: &AppState, r: &ConsentRecord, now: i64) -> Result<i64, ObError> {
+    let l = &st.payment_consent_lifetimes;
+    match l.lapse(false, r.created_at, r.updated_at, now) {
+        Some(lapse) => Err(ObError::bad_request(
+            crate::error::codes::INVALID_CONSENT_STATUS,
+            format!("the consent has expired: {}", lapse.description(l)),
+            "ConsentId",
+        )),
+        None => Ok(now.saturating_sub(l.authorised_ttl_secs)),
+    }
+}
+
+/// Why the payment's guarded consent update found nothing to consume: read again, the
+/// consent is either no longer authorised or (still authorised) past its lifetime.
+pub(crate) async fn not_consumed<K: ConsentKind>(
+    st: &AppState,
+    client_id: &str,
+    id: &str,
+    now: i64,
+) -> ObError {
+    match own_consent::<K>(st, client_id, id).await {
+        Ok((r, _)) if r.status == Stored::Authorised => match authorised_after(st, &r, now) {
+            Err(e) => e,
+            // Authorised and within its lifetime, yet not consumable: not this customer's.
+            Ok(_) => ObError::forbidden("the consent was authorised by another customer"),
+        },
+        Ok((r, _)) => crate::payments::not_authorised(&r),
+        Err(e) => e,
+    }
+}
+
 pub(crate) fn render_consent<K: ConsentKind>(
     st: &AppState,
     r: &ConsentRecord,

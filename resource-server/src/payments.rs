@@ -406,16 +406,6 @@ pub(crate) fn consent_status(s: Stored) -> &'static str {
     }
 }
 
-/// The client's domestic-payment consent, or 400 NotFound (the shared lookup, typed for
-/// this kind).
-async fn own_consent(
-    st: &AppState,
-    client_id: &str,
-    id: &str,
-) -> Result<(ConsentRecord, PaymentConsentDetails), ObError> {
-    crate::payment_consents::own_consent(st, client_id, id).await
-}
-
 impl ConsentKind for PaymentConsentDetails {
     const COLLECTION: &'static str = "domestic-payment-consents";
     const ID_PREFIX: &'static str = "pdc";
@@ -645,6 +635,7 @@ pub async fn create_domestic_payment(
         }
         return Err(not_authorised(&r));
     }
+    let authorised_after = crate::payment_consents::authorised_after(&st, &r, now_s)?;
     pay::check_matches_consent(&req, &d).map_err(pay_err)?;
     let (debtor_id, amount) = authorised_debit(&r, &d)?;
     // The account must still be this customer's (it was when the consent was authorised).
@@ -694,6 +685,7 @@ pub async fn create_domestic_payment(
         clearing_after_secs: after,
         clearing_outcome: outcome.into(),
         consent_details: d.to_value(),
+        consent_authorised_after: authorised_after,
         audit: AuditEntry {
             consent_id: r.id.clone(),
             at: now_s,
@@ -716,11 +708,12 @@ pub async fn create_domestic_payment(
             Ok(render_payment(&st, &p, StatusCode::CREATED))
         }
         Executed::KeyInUse(k) => replay_payment(&st, &t.client_id, &k, &hash).await,
-        // Consumed (or revoked) between the read and the write: another payment won.
-        Executed::ConsentNotAuthorised => {
-            let (r, _) = own_consent(&st, &t.client_id, &r.id).await?;
-            Err(not_authorised(&r))
-        }
+        // Consumed (or revoked) between the read and the write: another payment won; or
+        // its lifetime ran out in between.
+        Executed::ConsentNotAuthorised => Err(crate::payment_consents::not_consumed::<
+            PaymentConsentDetails,
+        >(&st, &t.client_id, &r.id, now_s)
+        .await),
     }
 }
 

@@ -164,7 +164,35 @@ async fn lapsed_payment_consents_move_once_and_cannot_be_authorised_or_used() {
         page.html
     );
 
-    // D is paid while three sweepers run: exactly one of the two wins.
+    // Before any sweep: B's customer token cannot pay — the payment checks the lifetime
+    // itself (and again inside its transaction); B stays AUTH for the sweep, no money moves.
+    let balance_before = pay::balance(&p, &from.id).await;
+    let r = pay::call(
+        tpp,
+        Method::POST,
+        &pay::url(&p, "/domestic-payments"),
+        &b_token,
+        Some(&pay::payment_body(&b, &body)),
+        Some(&pay::key()),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(
+        r.body["Errors"][0]["ErrorCode"], "UK.OBIE.Resource.InvalidConsentStatus",
+        "{:?}",
+        r.body
+    );
+    let msg = r.body["Errors"][0]["Message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("expired") && msg.contains("120 seconds"),
+        "{msg}"
+    );
+    let b_now = consent_of(&p, tpp, &format!("/domestic-payment-consents/{b}")).await;
+    assert_eq!(b_now["Status"], "AUTH", "{b_now}");
+    assert_eq!(pay::balance(&p, &from.id).await, balance_before);
+
+    // D is paid while three sweepers run: past its lifetime, the payment is refused
+    // whoever comes first, and exactly one sweeper expires D.
     let stores = sweepers(&p, 3).await;
     let (d_url, d_body, d_key) = (
         pay::url(&p, "/domestic-payments"),
@@ -183,16 +211,11 @@ async fn lapsed_payment_consents_move_once_and_cannot_be_authorised_or_used() {
     let d_now = consent_of(&p, tpp, &format!("/domestic-payment-consents/{d}")).await;
     let store = p.state().store.clone();
     let d_audit = store.list_audit(&d).await.unwrap();
-    if paid.status == 201 {
-        assert_eq!(d_now["Status"], "COND", "{d_now}");
-        assert!(system_lines(&d_audit).is_empty(), "{d_audit:?}");
-    } else {
-        assert_eq!(d_now["Status"], "EXPD", "{d_now} / {:?}", paid.body);
-        assert_eq!(system_lines(&d_audit).len(), 1, "{d_audit:?}");
-    }
-    // A, B, F, P (and D unless it was paid), each by one sweeper; U (consumed) untouched.
-    let expected = 4 + usize::from(paid.status != 201);
-    assert_eq!(moved, expected);
+    assert_eq!(paid.status, 400, "{:?}", paid.body);
+    assert_eq!(d_now["Status"], "EXPD", "{d_now} / {:?}", paid.body);
+    assert_eq!(system_lines(&d_audit).len(), 1, "{d_audit:?}");
+    // A, B, D, F, P, each by one sweeper; U (consumed) untouched.
+    assert_eq!(moved, 5);
     assert_eq!(sweep_all(&p, &stores).await, 0, "nothing left to move");
     for (id, path, status, action) in [
         (
