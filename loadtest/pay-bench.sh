@@ -7,7 +7,9 @@
 #   accounts: 1 = every payment leaves one shared account (that row's lock bounds it);
 #             N > 1 = WEKEZA_SANDBOX_LOAD_ACCOUNTS=N debtor accounts.
 # env: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test), REDIS_URL
-#      (default redis://127.0.0.1:6379), NO_BUILD=1 to skip the release build.
+#      (default redis://127.0.0.1:6379), NO_BUILD=1 to skip the release build,
+#      PAY_CLIENT=private_key_jwt to pay as the ES256-signing kit client (default
+#      tls_client_auth, PS256; responses are signed in the same algorithm, ADR 0020).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 tgt="${CARGO_TARGET_DIR:-$repo/target}"
@@ -41,8 +43,14 @@ for _ in $(seq 1 600); do
   kill -0 "$pid" 2>/dev/null || { tail -20 "$dir/wekeza.log" >&2; exit 1; }
   sleep 0.5
 done
+# The resource server is a child process that listens a moment after the AS is healthy.
+for _ in $(seq 1 120); do
+  ! port_free $((web + 2)) && break
+  sleep 0.5
+done
 rs="$(pgrep -P "$pid" -x wekeza | head -1 || true)"
 pids="$pid${rs:+,$rs}"
 echo "code $(cd "$repo" && git rev-parse --short HEAD); payments=$n accounts=$accounts connections=$conns; server pids $pids"
 "$tgt/release/wekeza-load" payments --kit "$dir/certs/sandbox/kit.json" --payments "$n" \
-  --connections "$conns" --prepare-connections 16 --customers "$n" --server-pid "$pids"
+  --connections "$conns" --prepare-connections 16 --customers "$n" --server-pid "$pids" \
+  --client "${PAY_CLIENT:-tls_client_auth}"

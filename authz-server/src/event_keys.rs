@@ -34,16 +34,35 @@ pub fn load_or_create(keys_dir: &Path, now: i64) -> anyhow::Result<SigningKey> {
 /// [`load_or_create`] for another platform PS256 key in `keys_dir/sub` (kid `sub-…`):
 /// the `x-jws-signature` response key uses `jws` (ADR 0017).
 pub fn load_or_create_in(keys_dir: &Path, sub: &str, now: i64) -> anyhow::Result<SigningKey> {
+    load_or_create_alg(keys_dir, sub, ALG, now)
+}
+
+/// The `x-jws-signature` keys: PS256 in `keys_dir/jws` (ADR 0017), ES256 in
+/// `keys_dir/jws-es256` (ADR 0020, kid `jws-es256-…`).
+pub fn load_or_create_jws(keys_dir: &Path, now: i64) -> anyhow::Result<(SigningKey, SigningKey)> {
+    Ok((
+        load_or_create_in(keys_dir, "jws", now)?,
+        load_or_create_alg(keys_dir, "jws-es256", Alg::ES256, now)?,
+    ))
+}
+
+/// [`load_or_create_in`] with the key's algorithm.
+pub fn load_or_create_alg(
+    keys_dir: &Path,
+    sub: &str,
+    alg: Alg,
+    now: i64,
+) -> anyhow::Result<SigningKey> {
     let dir = keys_dir.join(sub);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(FILE);
     if !path.exists() {
         let kid = format!("{sub}-{}", crate::random_token(6));
-        let key = SigningKey::generate(ALG, kid.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let key = SigningKey::generate(alg, kid.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let der = key.to_pkcs8().map_err(|e| anyhow::anyhow!("{e}"))?;
         let f = KeyFile {
             kid,
-            alg: ALG,
+            alg,
             created_at: now,
             pkcs8: STANDARD.encode(der),
         };

@@ -376,11 +376,13 @@ pub async fn start_with(
     let now = clock.now();
     let retention = config.access_token_ttl_secs.max(config.id_token_ttl_secs) + 300;
     let events_key = Arc::new(event_keys::load_or_create(&config.keys_dir, now)?);
-    let jws_key = Arc::new(event_keys::load_or_create_in(&config.keys_dir, "jws", now)?);
+    let (jws_key, jws_ec_key) = event_keys::load_or_create_jws(&config.keys_dir, now)?;
+    let (jws_key, jws_ec_key) = (Arc::new(jws_key), Arc::new(jws_ec_key));
     let keys = Arc::new(
         KeyRing::load_or_create(&config.keys_dir, now, retention)?
             .publish_also(events_key.public_jwk())
-            .publish_also(jws_key.public_jwk()),
+            .publish_also(jws_key.public_jwk())
+            .publish_also(jws_ec_key.public_jwk()),
     );
 
     let (chain_pem, key_pem, client_ca_pem, mut sandbox) = match config.mode {
@@ -514,7 +516,12 @@ pub async fn start_with(
                 sandbox: config.mode == config::Mode::Sandbox,
                 housekeeping: rs_host::housekeeping_of(&config),
                 gateway: Some(gw.clone()),
-                jws: Some(rs_host::jws_from_config(&config, jws_key, &state.issuer)),
+                jws: Some(rs_host::jws_from_config(
+                    &config,
+                    jws_key,
+                    jws_ec_key,
+                    &state.issuer,
+                )),
             },
             rx.clone(),
         )?;

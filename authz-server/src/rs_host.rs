@@ -69,18 +69,23 @@ pub struct RsInputs {
     pub jws: Option<Arc<resource_server::jws_signature::JwsSignatures>>,
 }
 
-/// The `x-jws-signature` settings of `config`, responses signed with `key` as `issuer`.
+/// The `x-jws-signature` settings of `config`, responses signed with `key` (PS256) or
+/// `ec_key` (ES256, answering ES256-signed requests, ADR 0020) as `issuer`.
 pub fn jws_from_config(
     config: &crate::config::Config,
     key: Arc<fapi_jose::SigningKey>,
+    ec_key: Arc<fapi_jose::SigningKey>,
     issuer: &str,
 ) -> Arc<resource_server::jws_signature::JwsSignatures> {
-    Arc::new(resource_server::jws_signature::JwsSignatures::new(
-        key,
-        issuer,
-        config.jws_trust_anchor.clone(),
-        config.jws_signature_required,
-    ))
+    Arc::new(
+        resource_server::jws_signature::JwsSignatures::new(
+            key,
+            issuer,
+            config.jws_trust_anchor.clone(),
+            config.jws_signature_required,
+        )
+        .with_ec_key(ec_key),
+    )
 }
 
 /// What the event endpoints and the dispatcher need.
@@ -327,11 +332,9 @@ pub async fn start_standalone(
         &config.keys_dir,
         clock.now(),
     )?);
-    let jws_key = Arc::new(crate::event_keys::load_or_create_in(
-        &config.keys_dir,
-        "jws",
-        clock.now(),
-    )?);
+    let (jws_key, jws_ec_key) =
+        crate::event_keys::load_or_create_jws(&config.keys_dir, clock.now())?;
+    let (jws_key, jws_ec_key) = (Arc::new(jws_key), Arc::new(jws_ec_key));
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).with_context(|| {
             format!(
@@ -388,7 +391,10 @@ pub async fn start_standalone(
         keys.with_context(|| format!("fetching the authorization server's keys from {jwks_url}"))?;
     // The JWKS also publishes the events and response-signing keys; access tokens are
     // never accepted under them.
-    let keys = without_kid(without_kid(keys, events_key.kid()), jws_key.kid());
+    let keys = without_kid(
+        without_kid(without_kid(keys, events_key.kid()), jws_key.kid()),
+        jws_ec_key.kid(),
+    );
 
     let bind: std::net::IpAddr = config.bind_address.parse()?;
     let tcp = TcpListener::bind((bind, config.rs_port))
@@ -416,7 +422,7 @@ pub async fn start_standalone(
     };
     let (gateway, gateway_tasks) =
         crate::gateway::Gateway::start(&config, usage, clock.clone(), rx.clone()).await?;
-    let jws = jws_from_config(&config, jws_key.clone(), &issuer);
+    let jws = jws_from_config(&config, jws_key.clone(), jws_ec_key.clone(), &issuer);
     let (verifier, task) = spawn(
         tcp,
         tls,
@@ -443,12 +449,16 @@ pub async fn start_standalone(
         rx,
     )?;
     let events_kid = events_key.kid().to_owned();
-    let jws_kid = jws_key.kid().to_owned();
+    let jws_kids = [jws_key.kid().to_owned(), jws_ec_key.kid().to_owned()];
     let refresh = tokio::spawn(async move {
         loop {
             tokio::time::sleep(JWKS_REFRESH).await;
             match fetch_jwks(&http, &jwks_url).await {
-                Ok(k) => verifier.set_keys(without_kid(without_kid(k, &events_kid), &jws_kid)),
+                Ok(k) => verifier.set_keys(
+                    jws_kids
+                        .iter()
+                        .fold(without_kid(k, &events_kid), |k, kid| without_kid(k, kid)),
+                ),
                 Err(e) => {
                     tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys")
                 }

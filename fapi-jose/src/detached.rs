@@ -264,6 +264,17 @@ pub fn sign_with_header(
     Ok(format!("{h}..{}", b64(&sig)))
 }
 
+/// The `alg` a (not yet verified) detached signature names in its protected header, if
+/// it names one we know. Used only to choose how to answer, never to trust anything.
+pub fn header_alg(signature: &str) -> Option<Alg> {
+    let h = signature.trim().split('.').next()?;
+    if h.is_empty() || h.len() > MAX_HEADER_LEN {
+        return None;
+    }
+    let header: Map<String, Value> = serde_json::from_slice(&b64_decode(h).ok()?).ok()?;
+    Alg::parse(header.get("alg")?.as_str()?).ok()
+}
+
 /// The `x-jws-signature` value for `body`, signed by `key` as `iss` under `trust_anchor`.
 pub fn sign(
     key: &SigningKey,
@@ -281,6 +292,23 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn header_alg_reads_the_protected_header_only() {
+        let es = SigningKey::generate(Alg::ES256, "e").unwrap();
+        let sig = sign(&es, b"{}", "c", "ta", NOW).unwrap();
+        assert_eq!(header_alg(&sig), Some(Alg::ES256));
+        assert_eq!(header_alg(&format!(" {sig} ")), Some(Alg::ES256));
+        for bad in [
+            "",
+            "..",
+            "x..y",
+            "eyJhbGciOiJub25lIn0..x",
+            "eyJ0eXAiOiJKT1NFIn0..x",
+        ] {
+            assert_eq!(header_alg(bad), None, "{bad}");
+        }
+    }
 
     fn want<'a>(issuers: &'a [&'a str]) -> Expected<'a> {
         Expected {

@@ -42,6 +42,11 @@ pub struct PayArgs {
     /// Report the CPU use of the server under test (comma-separated pids are summed).
     #[arg(long, value_delimiter = ',')]
     pub server_pid: Vec<u32>,
+    /// The kit client that pays, by its `token_endpoint_auth_method`: `tls_client_auth`
+    /// signs its requests with PS256 (answered in PS256), `private_key_jwt` with ES256
+    /// (answered in ES256, ADR 0020).
+    #[arg(long, default_value = "tls_client_auth")]
+    pub client: String,
 }
 
 struct Prepared {
@@ -148,7 +153,7 @@ pub async fn run(a: PayArgs) -> anyhow::Result<()> {
         "--payments must not exceed --customers (one approval per customer and TOTP step)"
     );
     let kit = Kit::load(&a.kit)?;
-    let tpp = Tpp::from_kit(&kit, kit.client("tls_client_auth")?).await?;
+    let tpp = Tpp::from_kit(&kit, kit.client(&a.client)?).await?;
     let pisp = format!(
         "{}/open-banking/v4.0/pisp",
         kit.resource_base_url.trim_end_matches('/')
@@ -255,12 +260,13 @@ pub async fn run(a: PayArgs) -> anyhow::Result<()> {
         println!("failure x{count}: {msg}");
     }
     println!(
-        "RESULT scenario=payments conns={} payments={ok} secs={elapsed:.2} payments_s={ps:.1} p50_ms={:.2} p99_ms={:.2} failed={} {}",
+        "RESULT scenario=payments conns={} payments={ok} secs={elapsed:.2} payments_s={ps:.1} p50_ms={:.2} p99_ms={:.2} failed={} {} client={}",
         a.connections,
         lat.ms(0.5),
         lat.ms(0.99),
         errors.values().sum::<u64>(),
-        cpu.kv()
+        cpu.kv(),
+        a.client
     );
     Ok(())
 }

@@ -9,7 +9,9 @@
 //!   wrong → 400 `UK.OBIE.Signature.*`, before anything is read or written.
 //! * Responses: [`sign_responses`] (one layer in [`crate::router`]) signs the body of
 //!   every response under [`crate::payments::PISP_PREFIX`], errors included, so new
-//!   payment endpoints are covered without a line of their own.
+//!   payment endpoints are covered without a line of their own. The answer is signed in
+//!   kind (ADR 0020): a request signed with ES256 gets a response signed with the platform
+//!   ES256 key; every other response (PS256 requests, GETs) with the PS256 key OB names.
 
 use crate::AppState;
 use crate::error::ObError;
@@ -49,8 +51,12 @@ const MAX_SIGNED_RESPONSE: usize = 16 * 1024 * 1024;
 
 /// What the resource server does with `x-jws-signature`.
 pub struct JwsSignatures {
-    /// Signs responses; its public half is in the AS JWKS (never accepted for tokens).
+    /// Signs responses (PS256); its public half is in the AS JWKS (never accepted for
+    /// tokens).
     pub key: Arc<SigningKey>,
+    /// Signs the responses to ES256-signed requests, when configured (ADR 0020); published
+    /// the same way.
+    pub ec_key: Option<Arc<SigningKey>>,
     /// `http://openbanking.org.uk/iss` of our responses (the issuer).
     pub issuer: String,
     /// `http://openbanking.org.uk/tan`, ours and the TPPs'.
@@ -76,6 +82,7 @@ impl JwsSignatures {
     ) -> Self {
         Self {
             key,
+            ec_key: None,
             issuer: issuer.into(),
             trust_anchor: trust_anchor.into(),
             required,
@@ -158,9 +165,24 @@ impl JwsSignatures {
             })
     }
 
-    /// The `x-jws-signature` of a response body.
-    pub fn sign(&self, body: &[u8], now: i64) -> Option<String> {
-        detached::sign(&self.key, body, &self.issuer, &self.trust_anchor, now)
+    /// Responses to ES256-signed requests are signed with `key` (ES256) as well.
+    pub fn with_ec_key(mut self, key: Arc<SigningKey>) -> Self {
+        self.ec_key = Some(key);
+        self
+    }
+
+    /// The key that answers a request signed with `request_alg` (none: unsigned).
+    pub fn key_for(&self, request_alg: Option<Alg>) -> &SigningKey {
+        match (request_alg, &self.ec_key) {
+            (Some(Alg::ES256), Some(ec)) => ec,
+            _ => &self.key,
+        }
+    }
+
+    /// The `x-jws-signature` of a response body to a request signed with `request_alg`.
+    pub fn sign(&self, body: &[u8], now: i64, request_alg: Option<Alg>) -> Option<String> {
+        let key = self.key_for(request_alg);
+        detached::sign(key, body, &self.issuer, &self.trust_anchor, now)
             .inspect_err(|e| tracing::error!(error = %e, "signing a response failed"))
             .ok()
     }
@@ -223,6 +245,13 @@ pub async fn sign_responses(State(st): State<AppState>, req: Request, next: Next
     if !req.uri().path().starts_with(crate::payments::PISP_PREFIX) {
         return next.run(req).await;
     }
+    // Answer in kind (ADR 0020). Read from the header before it is verified: it only picks
+    // which of our keys signs, and a request whose signature fails is refused anyway.
+    let request_alg = req
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(detached::header_alg);
     let res = next.run(req).await;
     let (mut parts, body) = res.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_SIGNED_RESPONSE).await {
@@ -232,7 +261,7 @@ pub async fn sign_responses(State(st): State<AppState>, req: Request, next: Next
             return ObError::internal().into_response();
         }
     };
-    if let Some(sig) = cfg.sign(&bytes, st.clock.now().unix_timestamp())
+    if let Some(sig) = cfg.sign(&bytes, st.clock.now().unix_timestamp(), request_alg)
         && let Ok(v) = HeaderValue::from_str(&sig)
     {
         parts.headers.insert(HEADER, v);

@@ -48,7 +48,9 @@ async fn post(
 
 /// The response's `x-jws-signature` verifies over its exact body with the platform key
 /// published in the AS JWKS, as the issuer, under the trust anchor.
-async fn assert_signed_response(p: &TestPlatform, (r, raw): &(Reply, Vec<u8>)) {
+/// `want` is the algorithm of the answer (ADR 0020): ES256 to an ES256-signed request,
+/// PS256 to everything else.
+async fn assert_signed_response(p: &TestPlatform, (r, raw): &(Reply, Vec<u8>), want: Alg) {
     let sig = r
         .headers
         .get("x-jws-signature")
@@ -62,7 +64,7 @@ async fn assert_signed_response(p: &TestPlatform, (r, raw): &(Reply, Vec<u8>)) {
         raw,
         &keys,
         &Expected {
-            algs: &[Alg::PS256],
+            algs: &[want],
             issuers: &[issuer],
             trust_anchor: p.kit.jws_trust_anchor.as_deref().unwrap(),
             now: now(p),
@@ -71,7 +73,14 @@ async fn assert_signed_response(p: &TestPlatform, (r, raw): &(Reply, Vec<u8>)) {
         },
     )
     .expect("response signature verifies against the published JWKS");
-    assert!(v.kid.starts_with("jws-"), "{}", v.kid);
+    match want {
+        Alg::ES256 => assert!(v.kid.starts_with("jws-es256-"), "{}", v.kid),
+        _ => assert!(
+            v.kid.starts_with("jws-") && !v.kid.starts_with("jws-es256-"),
+            "{}",
+            v.kid
+        ),
+    }
     // Tampering with the response is detected.
     let mut other = raw.clone();
     other.push(b' ');
@@ -81,7 +90,7 @@ async fn assert_signed_response(p: &TestPlatform, (r, raw): &(Reply, Vec<u8>)) {
             &other,
             &keys,
             &Expected {
-                algs: &[Alg::PS256],
+                algs: &[want],
                 issuers: &[issuer],
                 trust_anchor: p.kit.jws_trust_anchor.as_deref().unwrap(),
                 now: now(p),
@@ -91,6 +100,15 @@ async fn assert_signed_response(p: &TestPlatform, (r, raw): &(Reply, Vec<u8>)) {
         )
         .is_err()
     );
+}
+
+/// The algorithm our answer to a request carrying `sig` is signed with: the request's
+/// when it names ES256, PS256 otherwise (unsigned, PS256, unreadable header).
+fn answer_alg(sig: Option<&str>) -> Alg {
+    match sig.and_then(detached::header_alg) {
+        Some(Alg::ES256) => Alg::ES256,
+        _ => Alg::PS256,
+    }
 }
 
 /// Every bad signature of `body` by `tpp` the API must refuse, with its code.
@@ -203,7 +221,7 @@ async fn consent_signatures(tpp: &Tpp, other: &Tpp, p: &TestPlatform) {
         assert_eq!(r.status, 400, "{what}: {:?}", r.body);
         assert_eq!(code(r), want, "{what}: {:?}", r.body);
         assert_eq!(r.body["Errors"][0]["Path"], "x-jws-signature", "{what}");
-        assert_signed_response(p, &rr).await;
+        assert_signed_response(p, &rr, answer_alg(sig.as_deref())).await;
         // Nothing was created under that key: the same key with another (validly
         // signed) body is a new consent, not "key used with another request".
         let fresh = serde_json::to_vec(&consent_body("12.51", &bob[0].number, None)).unwrap();
@@ -218,7 +236,8 @@ async fn consent_signatures(tpp: &Tpp, other: &Tpp, p: &TestPlatform) {
     let r = &rr.0;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["Data"]["Status"], "AWAU");
-    assert_signed_response(p, &rr).await;
+    // Answered in kind: the TPP's own algorithm.
+    assert_signed_response(p, &rr, tpp.signer.as_ref().unwrap().alg()).await;
     // GET responses of the payment API are signed as well.
     let id = r.body["Data"]["ConsentId"].as_str().unwrap();
     let g = tpp
@@ -232,7 +251,7 @@ async fn consent_signatures(tpp: &Tpp, other: &Tpp, p: &TestPlatform) {
         .await
         .unwrap();
     assert_eq!(g.0.status, 200);
-    assert_signed_response(p, &g).await;
+    assert_signed_response(p, &g, Alg::PS256).await;
 }
 
 #[tokio::test]
@@ -284,7 +303,7 @@ async fn payment_requests_must_carry_a_valid_signature_and_nothing_moves_otherwi
     let r = &rr.0;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["Data"]["Status"], "ACSC");
-    assert_signed_response(&p, &rr).await;
+    assert_signed_response(&p, &rr, Alg::ES256).await;
     assert_eq!(balance(&p, &from.id).await, before - 3100);
     // The idempotent replay (signed again) answers the original, signed.
     let sig2 = tpp.jws_signature(&body).unwrap();
@@ -294,37 +313,40 @@ async fn payment_requests_must_carry_a_valid_signature_and_nothing_moves_otherwi
         again.0.body["Data"]["DomesticPaymentId"],
         r.body["Data"]["DomesticPaymentId"]
     );
-    assert_signed_response(&p, &again).await;
+    assert_signed_response(&p, &again, Alg::ES256).await;
     assert_eq!(balance(&p, &from.id).await, before - 3100);
     p.finish().await;
 }
 
-/// The response-signing key is published but never accepted for access tokens: a
-/// client-credentials token re-signed with it is refused.
+/// The response-signing keys (PS256 and ES256) are published but never accepted for
+/// access tokens: a client-credentials token re-signed with either is refused.
 #[tokio::test]
-async fn the_response_signing_key_cannot_mint_access_tokens() {
+async fn the_response_signing_keys_cannot_mint_access_tokens() {
     let p = TestPlatform::spawn().await;
     let tpp = &p.mtls;
     let cc = cc_token(tpp, "payments").await;
-    let file: Value = serde_json::from_slice(
-        &std::fs::read(p.dir.join("keys").join("jws").join("signing.json")).unwrap(),
-    )
-    .unwrap();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(file["pkcs8"].as_str().unwrap())
-        .unwrap();
-    let key = SigningKey::from_pkcs8(Alg::PS256, file["kid"].as_str().unwrap(), &der).unwrap();
-    assert!(
-        published_keys(&p).await.contains(&key.public_jwk()),
-        "published in the JWKS"
-    );
-    let claims = wekeza_tests::jwt_claims(&cc);
-    let forged = key.sign_jwt(Some("at+jwt"), &claims).unwrap();
     let target = url(&p, "/domestic-payment-consents/pdc-x");
     let ok = call(tpp, Method::GET, &target, &cc, None, None).await;
     assert_eq!(ok.status, 400, "the real token works: {:?}", ok.body);
-    let r = call(tpp, Method::GET, &target, &forged, None, None).await;
-    assert_eq!(r.status, 401, "{:?}", r.body);
+    let claims = wekeza_tests::jwt_claims(&cc);
+    let published = published_keys(&p).await;
+    for (dir, alg) in [("jws", Alg::PS256), ("jws-es256", Alg::ES256)] {
+        let file: Value = serde_json::from_slice(
+            &std::fs::read(p.dir.join("keys").join(dir).join("signing.json")).unwrap(),
+        )
+        .unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(file["pkcs8"].as_str().unwrap())
+            .unwrap();
+        let key = SigningKey::from_pkcs8(alg, file["kid"].as_str().unwrap(), &der).unwrap();
+        assert!(
+            published.contains(&key.public_jwk()),
+            "{dir}: published in the JWKS"
+        );
+        let forged = key.sign_jwt(Some("at+jwt"), &claims).unwrap();
+        let r = call(tpp, Method::GET, &target, &forged, None, None).await;
+        assert_eq!(r.status, 401, "{dir}: {:?}", r.body);
+    }
     p.finish().await;
 }
 
