@@ -226,6 +226,44 @@ impl LiveConsent {
     }
 }
 
+/// A customer leg of a posting, as the alerts need it.
+#[derive(Debug, Clone)]
+pub(crate) struct Leg {
+    pub account: String,
+    pub amount: i64,
+    pub currency: String,
+    /// The account's balance after the posting.
+    pub after: i64,
+    /// Whether any consent index row (`consent_accounts`) / any balance threshold exists
+    /// for the account, as the leg's own statement saw it (`RETURNING` counts); `true`
+    /// when not known. `false` skips that alert read: nothing can be alerted.
+    pub watched: bool,
+    pub thresholds: bool,
+}
+
+/// `RETURNING` columns of a statement updating a `ledger_accounts` row that fill
+/// [`Leg::watched`] and [`Leg::thresholds`] without a read of their own.
+pub(crate) const WATCH_RETURNING: &str = "(SELECT COUNT(*) FROM consent_accounts w      WHERE w.account_id = ledger_accounts.id) AS watchers,      (SELECT COUNT(*) FROM balance_thresholds w WHERE w.account_id = ledger_accounts.id)      AS thresholds";
+
+impl Leg {
+    /// From a row with `balance` and the [`WATCH_RETURNING`] columns.
+    pub(crate) fn returned(
+        r: &sqlx::any::AnyRow,
+        account: &str,
+        amount: i64,
+        currency: &str,
+    ) -> StoreResult<Self> {
+        Ok(Self {
+            account: account.to_owned(),
+            amount,
+            currency: currency.to_owned(),
+            after: col(r, "balance")?,
+            watched: col::<i64>(r, "watchers")? > 0,
+            thresholds: col::<i64>(r, "thresholds")? > 0,
+        })
+    }
+}
+
 /// Alerts for ledger posting `posting_id` (booked at `at`), inside the posting's
 /// transaction. `counterparty(account)` is the other side as seen from `account`.
 pub(crate) async fn posted(
@@ -244,51 +282,67 @@ pub(crate) async fn posted(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_err)?;
-    let mut legs: Vec<(String, i64, String, i64)> = Vec::with_capacity(rows.len());
+    let mut legs = Vec::with_capacity(rows.len());
     for r in &rows {
-        legs.push((
-            col(r, "account_id")?,
-            col(r, "amount")?,
-            col(r, "currency")?,
-            col(r, "balance")?,
-        ));
+        legs.push(Leg {
+            account: col(r, "account_id")?,
+            amount: col(r, "amount")?,
+            currency: col(r, "currency")?,
+            after: col(r, "balance")?,
+            watched: true,
+            thresholds: true,
+        });
     }
     posted_legs(conn, posting_id, legs, at, counterparty, reference).await
 }
 
-/// [`posted`] with the customer legs already known: (account, amount, currency, balance
-/// after the posting) each.
+/// [`posted`] with the customer legs already known.
 pub(crate) async fn posted_legs(
     conn: &mut AnyConnection,
     posting_id: &str,
-    rows: Vec<(String, i64, String, i64)>,
+    rows: Vec<Leg>,
     at: i64,
     counterparty: &(dyn Fn(&str) -> Party + Send + Sync),
     reference: Option<&str>,
 ) -> StoreResult<()> {
     // Legs per account (a posting could touch one account twice); the last balance seen
     // for an account is its balance after the whole posting.
-    let mut legs: Vec<(String, i64, String, i64)> = Vec::new();
-    for (account, amount, currency, balance) in rows {
-        match legs.iter_mut().find(|l| l.0 == account) {
+    let mut legs: Vec<Leg> = Vec::new();
+    for leg in rows {
+        match legs.iter_mut().find(|l| l.account == leg.account) {
             Some(l) => {
-                l.1 += amount;
-                l.3 = balance;
+                l.amount += leg.amount;
+                l.after = leg.after;
+                l.watched |= leg.watched;
+                l.thresholds |= leg.thresholds;
             }
-            None => legs.push((account, amount, currency, balance)),
+            None => legs.push(leg),
         }
     }
     let txn = format!("txn-{posting_id}");
-    for (account, amount, currency, after) in legs {
-        if amount == 0 {
+    for l in legs {
+        if l.amount == 0 {
             continue;
         }
-        let party = counterparty(&account);
-        transaction_alerts(
-            conn, posting_id, &account, amount, &currency, at, &party, reference, &txn,
-        )
-        .await?;
-        threshold_alerts(conn, &account, &currency, after - amount, after, at, &txn).await?;
+        if l.watched {
+            let party = counterparty(&l.account);
+            transaction_alerts(
+                conn,
+                posting_id,
+                &l.account,
+                l.amount,
+                &l.currency,
+                at,
+                &party,
+                reference,
+                &txn,
+            )
+            .await?;
+        }
+        if l.thresholds {
+            let before = l.after - l.amount;
+            threshold_alerts(conn, &l.account, &l.currency, before, l.after, at, &txn).await?;
+        }
     }
     Ok(())
 }

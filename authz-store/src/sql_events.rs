@@ -312,7 +312,9 @@ pub async fn enqueue_events(
         .collect();
     let mut q = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO event_outbox (id, client_id, consent_id, event_type, rid, rty, link, \
-         detail, txn, toe, created_at) VALUES {} RETURNING id, seq",
+         detail, txn, toe, created_at) VALUES {} RETURNING id, seq, \
+         (SELECT COUNT(*) FROM event_subscriptions s WHERE s.client_id = event_outbox.client_id) \
+         AS subscriptions",
         values.join(", ")
     )));
     for ((e, id), detail) in events.iter().zip(&ids).zip(details) {
@@ -332,15 +334,27 @@ pub async fn enqueue_events(
     let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
     // RETURNING order is not promised for a multi-row insert: match by id.
     let mut seqs = std::collections::HashMap::with_capacity(rows.len());
+    // Clients with a subscription, as the insert saw them: the others' subscriptions are
+    // not read (there are none to deliver to).
+    let mut subscribed = std::collections::HashSet::new();
     for r in &rows {
-        seqs.insert(get::<String>(r, "id")?, get::<i64>(r, "seq")?);
+        let id = get::<String>(r, "id")?;
+        if get::<i64>(r, "subscriptions")? > 0
+            && let Some(e) = ids
+                .iter()
+                .position(|i| *i == id)
+                .and_then(|i| events.get(i))
+        {
+            subscribed.insert(e.client_id.as_str());
+        }
+        seqs.insert(id, get::<i64>(r, "seq")?);
     }
     // (subscription, event id, seq, toe) for every subscription that wants its event.
     let mut deliveries: Vec<(String, &str, i64, i64)> = Vec::new();
     let mut clients: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
     clients.sort_unstable();
     clients.dedup();
-    for client in clients {
+    for client in clients.into_iter().filter(|c| subscribed.contains(c)) {
         let subs = sqlx::query(
             "SELECT id, client_id, callback_url, version, event_types, created_at, updated_at \
              FROM event_subscriptions WHERE client_id = $1",

@@ -453,8 +453,8 @@ pub(crate) async fn claim_key(tx: &mut Tx<'_>, k: &IdempotencyRecord) -> StoreRe
 #[derive(Debug, Clone)]
 pub(crate) struct Posted {
     pub posting_id: String,
-    /// Per customer account: (account, amount, currency, balance after the posting).
-    pub legs: Vec<(String, i64, String, i64)>,
+    /// The customer legs (with what watches their accounts).
+    pub legs: Vec<crate::sql_alerts::Leg>,
     /// The debtor account's scheme, identification and name (what a credited customer
     /// sees as the counterparty).
     pub debtor: (Option<String>, Option<String>, String),
@@ -475,48 +475,59 @@ pub(crate) async fn apply_leg_posted(
     clearing_outcome: &str,
 ) -> StoreResult<(PaymentRecord, Option<Posted>)> {
     let now = p.created_at;
-    // 3. Where the money goes: an account of this bank, or the clearing.
-    let creditor = sqlx::query(
-        "SELECT id, currency FROM ledger_accounts \
-         WHERE kind = 'customer' AND scheme = $1 AND identification = $2",
-    )
-    .bind(creditor_scheme.to_owned())
-    .bind(creditor_identification.to_owned())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    let creditor = match creditor {
-        Some(r) => Some((col::<String>(&r, "id")?, col::<String>(&r, "currency")?)),
-        None => None,
-    };
     let mut out = p.clone();
-    out.external = creditor.is_none();
     let mut posted = None;
-    let mut reject = |reason: &str| {
+    let reject = |out: &mut PaymentRecord, reason: &str| {
         out.status = "RJCT".into();
         out.status_reason = Some(reason.into());
         out.next_action_at = None;
         out.clearing_outcome = None;
     };
-    if creditor.as_ref().is_some_and(|(_, cur)| *cur != p.currency) {
-        reject("AM03");
-    } else {
-        // 4. The guarded debit: never below the overdraft limit, however many race.
-        let debited = sqlx::query(
-            "UPDATE ledger_accounts SET balance = balance - $1, updated_at = $2 \
-             WHERE id = $3 AND kind = 'customer' AND currency = $4 \
-               AND balance - $1 >= -overdraft_limit \
-             RETURNING balance, scheme, identification, name",
-        )
-        .bind(p.amount)
-        .bind(now)
-        .bind(p.debtor_account_id.clone())
-        .bind(p.currency.clone())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err)?;
-        match debited {
-            None => {
+    // 3.–4. The guarded debit: never below the overdraft limit, however many race, and
+    // not when the payee is an account of this bank in another currency. It also returns
+    // where the money goes (the payee's account here; none: the clearing) and what
+    // watches the debtor's account (so the alerts need no reads of their own).
+    let debited = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE ledger_accounts SET balance = balance - $1, updated_at = $2 \
+         WHERE id = $3 AND kind = 'customer' AND currency = $4 \
+           AND balance - $1 >= -overdraft_limit \
+           AND NOT EXISTS (SELECT 1 FROM ledger_accounts c WHERE c.kind = 'customer' \
+             AND c.scheme = $5 AND c.identification = $6 AND c.currency <> $4) \
+         RETURNING balance, scheme, identification, name, \
+           (SELECT c.id FROM ledger_accounts c WHERE c.kind = 'customer' \
+             AND c.scheme = $5 AND c.identification = $6) AS creditor, {}",
+        crate::sql_alerts::WATCH_RETURNING
+    )))
+    .bind(p.amount)
+    .bind(now)
+    .bind(p.debtor_account_id.clone())
+    .bind(p.currency.clone())
+    .bind(creditor_scheme.to_owned())
+    .bind(creditor_identification.to_owned())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    match debited {
+        None => {
+            // Nothing moved; say why: a payee here in another currency, the debtor's
+            // currency, or its funds.
+            let creditor = sqlx::query(
+                "SELECT currency FROM ledger_accounts \
+                     WHERE kind = 'customer' AND scheme = $1 AND identification = $2",
+            )
+            .bind(creditor_scheme.to_owned())
+            .bind(creditor_identification.to_owned())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+            out.external = creditor.is_none();
+            let payee_currency = match &creditor {
+                Some(r) => Some(col::<String>(r, "currency")?),
+                None => None,
+            };
+            if payee_currency.is_some_and(|c| c != p.currency) {
+                reject(&mut out, "AM03");
+            } else {
                 let exists = sqlx::query(
                     "SELECT currency FROM ledger_accounts WHERE id = $1 AND kind = 'customer'",
                 )
@@ -532,62 +543,72 @@ pub(crate) async fn apply_leg_posted(
                             p.debtor_account_id
                         )));
                     }
-                    Some(r) if col::<String>(&r, "currency")? != p.currency => reject("AM03"),
-                    Some(_) => reject("AM04"),
+                    Some(r) if col::<String>(&r, "currency")? != p.currency => {
+                        reject(&mut out, "AM03")
+                    }
+                    Some(_) => reject(&mut out, "AM04"),
                 }
             }
-            Some(d) => {
-                let mut legs = vec![(
-                    p.debtor_account_id.clone(),
-                    -p.amount,
-                    p.currency.clone(),
-                    col::<i64>(&d, "balance")?,
-                )];
-                // 5. The credit leg.
-                let to = match &creditor {
-                    Some((id, _)) => {
-                        let after = sqlx::query_scalar::<_, i64>(
-                            "UPDATE ledger_accounts SET balance = balance + $1, updated_at = $2 \
-                             WHERE id = $3 RETURNING balance",
-                        )
-                        .bind(p.amount)
-                        .bind(now)
-                        .bind(id.clone())
-                        .fetch_one(&mut **tx)
-                        .await
-                        .map_err(db_err)?;
-                        legs.push((id.clone(), p.amount, p.currency.clone(), after));
-                        out.status = "ACSC".into();
-                        id.clone()
-                    }
-                    None => {
-                        out.status = "ACSP".into();
-                        out.clearing_outcome = Some(clearing_outcome.to_owned());
-                        out.next_action_at = Some(now + clearing_after_secs);
-                        ensure_internal_known(tx, known, "clearing", &p.currency, now).await?
-                    }
-                };
-                out.status_reason = None;
-                out.creditor_account_id = Some(to.clone());
-                let posting_id = post(
-                    tx,
-                    "payment",
-                    Some(&p.id),
-                    "domestic payment",
-                    &[(&p.debtor_account_id, -p.amount), (&to, p.amount)],
-                    now,
-                )
-                .await?;
-                posted = Some(Posted {
-                    posting_id,
-                    legs,
-                    debtor: (
-                        col(&d, "scheme")?,
-                        col(&d, "identification")?,
-                        col(&d, "name")?,
-                    ),
-                });
-            }
+        }
+        Some(d) => {
+            let mut legs = vec![crate::sql_alerts::Leg::returned(
+                &d,
+                &p.debtor_account_id,
+                -p.amount,
+                &p.currency,
+            )?];
+            // 5. The credit leg.
+            let creditor: Option<String> = col(&d, "creditor")?;
+            out.external = creditor.is_none();
+            let to = match &creditor {
+                Some(id) => {
+                    let credited = sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE ledger_accounts SET balance = balance + $1, updated_at = $2 \
+                             WHERE id = $3 RETURNING balance, {}",
+                        crate::sql_alerts::WATCH_RETURNING
+                    )))
+                    .bind(p.amount)
+                    .bind(now)
+                    .bind(id.clone())
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(db_err)?;
+                    legs.push(crate::sql_alerts::Leg::returned(
+                        &credited,
+                        id,
+                        p.amount,
+                        &p.currency,
+                    )?);
+                    out.status = "ACSC".into();
+                    id.clone()
+                }
+                None => {
+                    out.status = "ACSP".into();
+                    out.clearing_outcome = Some(clearing_outcome.to_owned());
+                    out.next_action_at = Some(now + clearing_after_secs);
+                    ensure_internal_known(tx, known, "clearing", &p.currency, now).await?
+                }
+            };
+            out.status_reason = None;
+            out.creditor_account_id = Some(to.clone());
+            let posting_id = post(
+                tx,
+                "payment",
+                Some(&p.id),
+                "domestic payment",
+                &[(&p.debtor_account_id, -p.amount), (&to, p.amount)],
+                now,
+            )
+            .await?;
+            posted = Some(Posted {
+                posting_id,
+                legs,
+                debtor: (
+                    col(&d, "scheme")?,
+                    col(&d, "identification")?,
+                    col(&d, "name")?,
+                ),
+            });
         }
     }
     // 6. The payment and its first status.
