@@ -23,13 +23,12 @@ use crate::error::{ObError, ObErrorDetail, ObErrorResponse, codes};
 use crate::jws_signature::SignedBody;
 use crate::ob::{Links, Meta};
 use crate::payment_consents::{
-    ConsentHead, ConsentKind, bound_consent, create_payment_consent, get_payment_consent,
-    idempotency, same_request,
+    ConsentHead, ConsentKind, PayFrom, bound_consent, create_payment_consent, customers_account,
+    get_payment_consent, idempotency, pay_from, same_request,
 };
 use crate::payments::{
     ObPaymentStatusReason, PISP_PREFIX, PaymentClient, PaymentCustomer, consent_status,
-    idempotency_key, json_body, no_store, not_authorised, pay_err, payments, reasons, request_hash,
-    utc,
+    idempotency_key, json_body, no_store, pay_err, payments, reasons, request_hash, utc,
 };
 use crate::routes::self_link;
 use authz_store::{
@@ -541,29 +540,16 @@ pub async fn create_file_payment(
     let json = json_body(&headers, &body)?;
     let req = fp::parse_payment_body(&json).map_err(pay_err)?;
     let (r, mut d) = bound_consent(&st, &t, &req.consent_id).await?;
-    if r.status != Stored::Authorised {
-        if let Some(k) = store.find_idempotency(&t.client_id, &key, now_s).await? {
-            return replay_file_payment(&st, &t.client_id, &k, &hash).await;
-        }
-        return Err(not_authorised(&r));
-    }
-    let authorised_after = crate::payment_consents::authorised_after(&st, &r, now_s)?;
+    let authorised_after = match pay_from(&st, &t, &r, &key, now_s).await? {
+        PayFrom::Pay { authorised_after } => authorised_after,
+        PayFrom::Replay(k) => return replay_file_payment(&st, &t.client_id, &k, &hash).await,
+    };
     fp::check_matches_consent(&req, &d).map_err(pay_err)?;
     let debtor_id = d.debtor_account_id.clone().ok_or_else(|| {
         tracing::error!(consent = %r.id, "authorised file consent without a debtor account");
         ObError::internal()
     })?;
-    let customer = st
-        .bank
-        .customer_for_subject(&t.subject)
-        .await?
-        .ok_or_else(|| ObError::forbidden("the customer holds no accounts here"))?;
-    let debtor = st
-        .bank
-        .account(&debtor_id)
-        .await?
-        .filter(|a| a.customer_id == customer.id)
-        .ok_or_else(|| ObError::forbidden("the debtor account is not the customer's"))?;
+    let debtor = customers_account(&st, &t, &debtor_id).await?;
     let stored = files(&st)?.find_file(&r.id).await?.ok_or_else(|| {
         tracing::error!(consent = %r.id, "authorised file consent without its file");
         ObError::internal()

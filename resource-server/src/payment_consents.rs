@@ -140,6 +140,58 @@ pub(crate) fn authorised_after(st: &AppState, r: &ConsentRecord, now: i64) -> Re
     }
 }
 
+/// Where a payment on consent `r` (read for the customer's token `t`) starts.
+pub(crate) enum PayFrom {
+    /// Go on; the lower bound on the consent's authorisation time for the payment's
+    /// guarded consent update ([`authorised_after`]).
+    Pay { authorised_after: i64 },
+    /// The consent is no longer Authorised, and a request with this key consumed it:
+    /// answer with what that request created.
+    Replay(IdempotencyRecord),
+}
+
+/// The consent must be Authorised and within its lifetime, unless the request repeats
+/// the one that consumed it. Shared by every payment kind, so their rules cannot drift.
+pub(crate) async fn pay_from(
+    st: &AppState,
+    t: &CustomerToken,
+    r: &ConsentRecord,
+    key: &str,
+    now: i64,
+) -> Result<PayFrom, ObError> {
+    if r.status != Stored::Authorised {
+        if let Some(k) = payments(st)?
+            .find_idempotency(&t.client_id, key, now)
+            .await?
+        {
+            return Ok(PayFrom::Replay(k));
+        }
+        return Err(crate::payments::not_authorised(r));
+    }
+    Ok(PayFrom::Pay {
+        authorised_after: authorised_after(st, r, now)?,
+    })
+}
+
+/// The consent's debtor account, if it is still the token's customer's (it was when the
+/// consent was authorised).
+pub(crate) async fn customers_account(
+    st: &AppState,
+    t: &CustomerToken,
+    account_id: &str,
+) -> Result<core_bank::Account, ObError> {
+    let customer = st
+        .bank
+        .customer_for_subject(&t.subject)
+        .await?
+        .ok_or_else(|| ObError::forbidden("the customer holds no accounts here"))?;
+    st.bank
+        .account(account_id)
+        .await?
+        .filter(|a| a.customer_id == customer.id)
+        .ok_or_else(|| ObError::forbidden("the debtor account is not the customer's"))
+}
+
 /// Why the payment's guarded consent update found nothing to consume: read again, the
 /// consent is either no longer authorised or (still authorised) past its lifetime.
 pub(crate) async fn not_consumed<K: ConsentKind>(

@@ -20,8 +20,8 @@ use crate::error::{ObError, ObErrorResponse, codes};
 use crate::jws_signature::{SignatureCaller, SignedBody};
 use crate::ob::{self, Links, Meta};
 use crate::payment_consents::{
-    ConsentHead, ConsentKind, bound_consent, create_payment_consent, get_payment_consent,
-    same_request,
+    ConsentHead, ConsentKind, PayFrom, bound_consent, create_payment_consent, customers_account,
+    get_payment_consent, pay_from, same_request,
 };
 use crate::routes::{Credentials, self_link};
 use authz_store::{
@@ -628,28 +628,13 @@ pub async fn create_domestic_payment(
     let json = json_body(&headers, &body)?;
     let req = pay::parse_payment_body(&json).map_err(pay_err)?;
     let (r, mut d) = bound_consent(&st, &t, &req.consent_id).await?;
-    if r.status != Stored::Authorised {
-        // A request with the same key may have consumed it: answer with that payment.
-        if let Some(k) = store.find_idempotency(&t.client_id, &key, now_s).await? {
-            return replay_payment(&st, &t.client_id, &k, &hash).await;
-        }
-        return Err(not_authorised(&r));
-    }
-    let authorised_after = crate::payment_consents::authorised_after(&st, &r, now_s)?;
+    let authorised_after = match pay_from(&st, &t, &r, &key, now_s).await? {
+        PayFrom::Pay { authorised_after } => authorised_after,
+        PayFrom::Replay(k) => return replay_payment(&st, &t.client_id, &k, &hash).await,
+    };
     pay::check_matches_consent(&req, &d).map_err(pay_err)?;
     let (debtor_id, amount) = authorised_debit(&r, &d)?;
-    // The account must still be this customer's (it was when the consent was authorised).
-    let customer = st
-        .bank
-        .customer_for_subject(&t.subject)
-        .await?
-        .ok_or_else(|| ObError::forbidden("the customer holds no accounts here"))?;
-    let debtor = st
-        .bank
-        .account(&debtor_id)
-        .await?
-        .filter(|a| a.customer_id == customer.id)
-        .ok_or_else(|| ObError::forbidden("the debtor account is not the customer's"))?;
+    let debtor = customers_account(&st, &t, &debtor_id).await?;
     let (outcome, after) = match pay::sandbox_clearing(amount) {
         ClearingOutcome::Settle { after_secs } => ("settle", after_secs),
         ClearingOutcome::Reject { after_secs } => ("reject", after_secs),

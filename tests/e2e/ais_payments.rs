@@ -5,6 +5,7 @@
 
 use crate::alerts as al;
 use crate::events as ev;
+use crate::file_payments as fp;
 use crate::payments as pay;
 use authz_store::EVENT_TRANSACTION_CREATED;
 use fapi_conformance::Tpp;
@@ -285,6 +286,96 @@ async fn payments_are_booked_transactions_of_the_account() {
     assert_eq!(back[0]["DebtorAccount"]["Identification"], "ELSEWHERE-3");
     assert_eq!(back[1]["CreditDebitIndicator"], "Debit");
 
+    rx.stop().await;
+    p.finish().await;
+}
+
+/// A file payment's items are postings of their own: each is a booked debit of the
+/// account under its own `TransactionId` (the id its own alert carries), with its own
+/// amount, payee and reference.
+#[tokio::test]
+async fn file_payment_items_are_transactions_of_their_own() {
+    let p = al::spawn().await;
+    let inbox = Arc::new(ev::Inbox::default());
+    let rx = ev::Receiver::start(&p, 0, inbox.clone()).await;
+    let keys = ev::published_keys(&p).await;
+    let alice = pay::accounts_of(&p, "alice");
+    let bob = pay::accounts_of(&p, "bob");
+    let acct = &alice[0];
+    let tpp = &p.mtls;
+    al::subscribe(&p, tpp, rx.port, "/f", &[EVENT_TRANSACTION_CREATED]).await;
+    let (_, detail) = al::ais_consent(
+        &p,
+        tpp,
+        &[
+            "ReadAccountsDetail",
+            "ReadTransactionsDetail",
+            "ReadTransactionsCredits",
+            "ReadTransactionsDebits",
+        ],
+        &acct.id,
+        "2099-01-01T00:00:00Z",
+    )
+    .await;
+    let url = ev::rs(&p, &format!("{AISP}/accounts/{}/transactions", acct.id));
+    let before = all_pages(tpp, &url, &detail).await.0.len();
+    let balance_before = pay::balance(&p, &acct.id).await;
+
+    // Two items: one to another bank, one to bob here.
+    let file = fp::json_file(&[
+        fp::item("F1", "21.00", "ELSEWHERE-21", "Far Payee"),
+        fp::item("F2", "2.50", &bob[0].number, "Bob"),
+    ]);
+    let body = fp::consent_body(
+        &file,
+        "UK.OBIE.PaymentInitiation.4.0",
+        2,
+        "23.50",
+        Some(&acct.number),
+    );
+    let id = fp::create(&p, tpp, &body).await;
+    let cc = pay::cc_token(tpp, "payments").await;
+    let (s, b) = fp::upload(&p, tpp, &cc, &id, "application/json", &file, &pay::key()).await;
+    assert_eq!(s, 200, "{b:?}");
+    let at = fp::approve(&p, tpp, &id, None).await;
+    let r = fp::execute(&p, tpp, &at, &fp::payment_body(&id, &body), &pay::key()).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(pay::balance(&p, &acct.id).await, balance_before - 2350);
+
+    // One alert per item, each with its own posting id.
+    let debits = |inbox: &ev::Inbox| -> Vec<Value> {
+        al::of_type(inbox, "/f", &keys, EVENT_TRANSACTION_CREATED)
+            .iter()
+            .map(|c| al::body(c, EVENT_TRANSACTION_CREATED).clone())
+            .filter(|b| b["AccountId"] == acct.id.as_str() && b["CreditDebitIndicator"] == "Debit")
+            .collect()
+    };
+    ev::wait_for("an alert per item", 20, || debits(&inbox).len() >= 2).await;
+    let alerts = debits(&inbox);
+    let ids: HashSet<&str> = alerts
+        .iter()
+        .map(|b| b["TransactionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{alerts:?}");
+
+    let (all, _) = all_pages(tpp, &url, &detail).await;
+    assert_eq!(all.len(), before + 2);
+    for (amount, payee, reference) in [
+        ("21.00", "ELSEWHERE-21", "REF-F1"),
+        ("2.50", bob[0].number.as_str(), "REF-F2"),
+    ] {
+        let a = alerts
+            .iter()
+            .find(|b| b["Amount"]["Amount"] == amount)
+            .unwrap_or_else(|| panic!("an alert of {amount}: {alerts:?}"));
+        let t = by_id(&all, a["TransactionId"].as_str().unwrap());
+        assert_eq!(t.len(), 1, "{amount}: {all:?}");
+        assert_eq!(t[0]["CreditDebitIndicator"], "Debit");
+        assert_eq!(t[0]["Status"], "BOOK");
+        assert_eq!(t[0]["Amount"]["Amount"], amount);
+        assert_eq!(t[0]["TransactionReference"], reference);
+        assert_eq!(t[0]["CreditorAccount"]["Identification"], payee);
+    }
     rx.stop().await;
     p.finish().await;
 }

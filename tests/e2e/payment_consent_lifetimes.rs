@@ -292,3 +292,43 @@ async fn lapsed_payment_consents_move_once_and_cannot_be_authorised_or_used() {
     rx.stop().await;
     p.finish().await;
 }
+
+/// A file consent authorised and then left past its lifetime cannot be paid, even before
+/// any sweep has expired it (the platform's sweep is kept out of the way): nothing moves.
+#[tokio::test]
+async fn an_authorised_file_consent_past_its_lifetime_cannot_be_paid() {
+    let p = TestPlatform::spawn_with(|c| {
+        c.events_housekeeping_interval_ms = 3_600_000;
+        c.payment_consent_authorised_ttl_secs = 120;
+    })
+    .await;
+    let tpp = &p.mtls;
+    let alice = pay::accounts_of(&p, "alice");
+    let from = &alice[0];
+    let file = fp::json_file(&[fp::item("L1", "3.00", "ELSEWHERE-3", "Payee")]);
+    let body = fp::consent_body(
+        &file,
+        "UK.OBIE.PaymentInitiation.4.0",
+        1,
+        "3.00",
+        Some(&from.number),
+    );
+    let id = fp::create(&p, tpp, &body).await;
+    let cc = pay::cc_token(tpp, "payments").await;
+    let (s, b) = fp::upload(&p, tpp, &cc, &id, "application/json", &file, &pay::key()).await;
+    assert_eq!(s, 200, "{b:?}");
+    let at = fp::approve(&p, tpp, &id, None).await;
+    let balance = pay::balance(&p, &from.id).await;
+    p.clock.advance(121);
+    let r = fp::execute(&p, tpp, &at, &fp::payment_body(&id, &body), &pay::key()).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(
+        r.body["Errors"][0]["ErrorCode"],
+        "UK.OBIE.Resource.InvalidConsentStatus"
+    );
+    let msg = r.body["Errors"][0]["Message"].as_str().unwrap_or_default();
+    assert!(msg.contains("expired"), "{msg}");
+    assert_eq!(fp::consent_status(&p, tpp, &cc, &id).await, "AUTH");
+    assert_eq!(pay::balance(&p, &from.id).await, balance);
+    p.finish().await;
+}
