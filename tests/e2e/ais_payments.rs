@@ -15,6 +15,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 const AISP: &str = "/open-banking/v4.0/aisp";
+/// Every transaction, in detail.
+const DETAIL: &[&str] = &[
+    "ReadAccountsDetail",
+    "ReadTransactionsDetail",
+    "ReadTransactionsCredits",
+    "ReadTransactionsDebits",
+];
 
 async fn get(tpp: &Tpp, url: &str, token: &str) -> Value {
     let r = tpp.resource(Method::GET, url, token, None).await.unwrap();
@@ -62,19 +69,7 @@ async fn payments_are_booked_transactions_of_the_account() {
     let (tpp, payer) = (&p.mtls, &p.dpop);
     al::subscribe(&p, tpp, rx.port, "/t", &[EVENT_TRANSACTION_CREATED]).await;
     let far = "2099-01-01T00:00:00Z";
-    let (_, detail) = al::ais_consent(
-        &p,
-        tpp,
-        &[
-            "ReadAccountsDetail",
-            "ReadTransactionsDetail",
-            "ReadTransactionsCredits",
-            "ReadTransactionsDebits",
-        ],
-        &acct.id,
-        far,
-    )
-    .await;
+    let (_, detail) = al::ais_consent(&p, tpp, DETAIL, &acct.id, far).await;
     let (_, basic) = al::ais_consent(
         &p,
         tpp,
@@ -304,19 +299,7 @@ async fn file_payment_items_are_transactions_of_their_own() {
     let acct = &alice[0];
     let tpp = &p.mtls;
     al::subscribe(&p, tpp, rx.port, "/f", &[EVENT_TRANSACTION_CREATED]).await;
-    let (_, detail) = al::ais_consent(
-        &p,
-        tpp,
-        &[
-            "ReadAccountsDetail",
-            "ReadTransactionsDetail",
-            "ReadTransactionsCredits",
-            "ReadTransactionsDebits",
-        ],
-        &acct.id,
-        "2099-01-01T00:00:00Z",
-    )
-    .await;
+    let (_, detail) = al::ais_consent(&p, tpp, DETAIL, &acct.id, "2099-01-01T00:00:00Z").await;
     let url = ev::rs(&p, &format!("{AISP}/accounts/{}/transactions", acct.id));
     let before = all_pages(tpp, &url, &detail).await.0.len();
     let balance_before = pay::balance(&p, &acct.id).await;

@@ -102,15 +102,7 @@ async fn lapsed_payment_consents_move_once_and_cannot_be_authorised_or_used() {
     let u = pay::create_consent(&p, tpp, &body).await;
     let u_token = pay::authorise(&p, tpp, &u, None).await;
     let u_token = u_token.str("access_token").unwrap().to_owned();
-    let r = pay::call(
-        tpp,
-        Method::POST,
-        &pay::url(&p, "/domestic-payments"),
-        &u_token,
-        Some(&pay::payment_body(&u, &body)),
-        Some(&pay::key()),
-    )
-    .await;
+    let r = pay::pay(&p, tpp, &u_token, &u, &body).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     // A: never authorised; F: a file consent never given its file. P: pushed (PAR) now,
     // opened by the customer after the window.
@@ -167,15 +159,7 @@ async fn lapsed_payment_consents_move_once_and_cannot_be_authorised_or_used() {
     // Before any sweep: B's customer token cannot pay — the payment checks the lifetime
     // itself (and again inside its transaction); B stays AUTH for the sweep, no money moves.
     let balance_before = pay::balance(&p, &from.id).await;
-    let r = pay::call(
-        tpp,
-        Method::POST,
-        &pay::url(&p, "/domestic-payments"),
-        &b_token,
-        Some(&pay::payment_body(&b, &body)),
-        Some(&pay::key()),
-    )
-    .await;
+    let r = pay::pay(&p, tpp, &b_token, &b, &body).await;
     assert_eq!(r.status, 400, "{:?}", r.body);
     assert_eq!(
         r.body["Errors"][0]["ErrorCode"], "UK.OBIE.Resource.InvalidConsentStatus",
@@ -269,15 +253,7 @@ async fn lapsed_payment_consents_move_once_and_cannot_be_authorised_or_used() {
 
     // The expired consent's token cannot pay; no money moved.
     let balance = pay::balance(&p, &from.id).await;
-    let r = pay::call(
-        tpp,
-        Method::POST,
-        &pay::url(&p, "/domestic-payments"),
-        &b_token,
-        Some(&pay::payment_body(&b, &body)),
-        Some(&pay::key()),
-    )
-    .await;
+    let r = pay::pay(&p, tpp, &b_token, &b, &body).await;
     assert!(
         r.status == 400 || r.status == 401 || r.status == 403,
         "{:?}",

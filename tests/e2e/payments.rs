@@ -128,6 +128,26 @@ fn code(r: &Reply) -> String {
         .to_owned()
 }
 
+/// `POST /domestic-payments` of consent `id` (created with `consent`) with the customer's
+/// token, under a fresh idempotency key.
+pub(crate) async fn pay(
+    p: &TestPlatform,
+    tpp: &Tpp,
+    token: &str,
+    id: &str,
+    consent: &Value,
+) -> Reply {
+    call(
+        tpp,
+        Method::POST,
+        &url(p, "/domestic-payments"),
+        token,
+        Some(&payment_body(id, consent)),
+        Some(&key()),
+    )
+    .await
+}
+
 pub(crate) fn key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
