@@ -29,66 +29,51 @@ pub trait PaymentConsent: Sized {
     fn currency(&self) -> Option<&str>;
 }
 
-impl PaymentConsent for PaymentConsentDetails {
-    const KIND: &'static str = crate::KIND_DOMESTIC_PAYMENT;
+/// The trait for a details type whose fields share these names (`status_update_date_time`,
+/// `status_reason`, `initiation.debtor_account`, `debtor_account_id`); only the kind and
+/// how the currency is known differ.
+macro_rules! payment_consent {
+    ($ty:ty, $kind:expr, |$d:ident| $currency:expr) => {
+        impl PaymentConsent for $ty {
+            const KIND: &'static str = $kind;
 
-    fn from_value(v: &Value) -> Result<Self, String> {
-        PaymentConsentDetails::from_value(v)
-    }
-    fn to_value(&self) -> Value {
-        PaymentConsentDetails::to_value(self)
-    }
-    fn status_update_date_time(&self) -> OffsetDateTime {
-        self.status_update_date_time
-    }
-    fn set_status_update_date_time(&mut self, at: OffsetDateTime) {
-        self.status_update_date_time = at;
-    }
-    fn status_reason(&self) -> Option<&StatusReason> {
-        self.status_reason.as_ref()
-    }
-    fn set_status_reason(&mut self, reason: StatusReason) {
-        self.status_reason = Some(reason);
-    }
-    fn named_debtor(&self) -> Option<&AccountRef> {
-        self.initiation.debtor_account.as_ref()
-    }
-    fn set_debtor_account_id(&mut self, id: String) {
-        self.debtor_account_id = Some(id);
-    }
-    fn currency(&self) -> Option<&str> {
-        Some(&self.initiation.instructed_amount.currency)
-    }
+            fn from_value(v: &Value) -> Result<Self, String> {
+                <$ty>::from_value(v)
+            }
+            fn to_value(&self) -> Value {
+                <$ty>::to_value(self)
+            }
+            fn status_update_date_time(&self) -> OffsetDateTime {
+                self.status_update_date_time
+            }
+            fn set_status_update_date_time(&mut self, at: OffsetDateTime) {
+                self.status_update_date_time = at;
+            }
+            fn status_reason(&self) -> Option<&StatusReason> {
+                self.status_reason.as_ref()
+            }
+            fn set_status_reason(&mut self, reason: StatusReason) {
+                self.status_reason = Some(reason);
+            }
+            fn named_debtor(&self) -> Option<&AccountRef> {
+                self.initiation.debtor_account.as_ref()
+            }
+            fn set_debtor_account_id(&mut self, id: String) {
+                self.debtor_account_id = Some(id);
+            }
+            fn currency(&self) -> Option<&str> {
+                let $d = self;
+                $currency
+            }
+        }
+    };
 }
 
-impl PaymentConsent for FileConsentDetails {
-    const KIND: &'static str = crate::KIND_FILE_PAYMENT;
-
-    fn from_value(v: &Value) -> Result<Self, String> {
-        FileConsentDetails::from_value(v)
-    }
-    fn to_value(&self) -> Value {
-        FileConsentDetails::to_value(self)
-    }
-    fn status_update_date_time(&self) -> OffsetDateTime {
-        self.status_update_date_time
-    }
-    fn set_status_update_date_time(&mut self, at: OffsetDateTime) {
-        self.status_update_date_time = at;
-    }
-    fn status_reason(&self) -> Option<&StatusReason> {
-        self.status_reason.as_ref()
-    }
-    fn set_status_reason(&mut self, reason: StatusReason) {
-        self.status_reason = Some(reason);
-    }
-    fn named_debtor(&self) -> Option<&AccountRef> {
-        self.initiation.debtor_account.as_ref()
-    }
-    fn set_debtor_account_id(&mut self, id: String) {
-        self.debtor_account_id = Some(id);
-    }
-    fn currency(&self) -> Option<&str> {
-        self.file.as_ref().map(|f| f.currency.as_str())
-    }
-}
+payment_consent!(PaymentConsentDetails, crate::KIND_DOMESTIC_PAYMENT, |d| {
+    Some(&d.initiation.instructed_amount.currency)
+});
+// A file consent knows its currency once its file is uploaded.
+payment_consent!(FileConsentDetails, crate::KIND_FILE_PAYMENT, |d| d
+    .file
+    .as_ref()
+    .map(|f| f.currency.as_str()));
