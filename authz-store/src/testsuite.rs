@@ -935,3 +935,64 @@ pub async fn passkey_suite(store: &dyn DurableStore) {
     assert_eq!(store.list_passkeys(&alice).await.unwrap().len(), 1);
     assert_eq!(store.list_passkeys(&bob).await.unwrap(), vec![pb]);
 }
+
+/// Runs `suite` on a fresh SQLite database file, removed afterwards.
+pub async fn on_sqlite<F, Fut>(suite: F)
+where
+    F: FnOnce(std::sync::Arc<crate::SqlStore>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let path = std::env::temp_dir().join(format!("wekeza-suite-{}.db", uid()));
+    let url = format!("sqlite://{}", path.display());
+    let store = std::sync::Arc::new(
+        crate::SqlStore::connect(&url, None)
+            .await
+            .expect("connect sqlite"),
+    );
+    suite(store.clone()).await;
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Runs `suite` on a fresh schema of the PostgreSQL database `WEKEZA_TEST_POSTGRES_URL`
+/// names (CI sets it), dropped afterwards even when the suite panics; skipped, with a line
+/// on stderr, when the variable is not set.
+pub async fn on_postgres<F, Fut>(suite: F)
+where
+    F: FnOnce(std::sync::Arc<crate::SqlStore>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures::FutureExt;
+    use sqlx::{Connection, Executor};
+    let Ok(url) = std::env::var("WEKEZA_TEST_POSTGRES_URL") else {
+        eprintln!("skipped PostgreSQL backend: WEKEZA_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!("wekeza_suite_{}", uid());
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let store = std::sync::Arc::new(
+            crate::SqlStore::connect(&url, Some(&schema))
+                .await
+                .expect("connect postgres"),
+        );
+        suite(store.clone()).await;
+        store.close().await;
+    })
+    .catch_unwind()
+    .await;
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("admin connection");
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .await
+    .expect("drop schema");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

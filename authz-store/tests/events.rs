@@ -9,10 +9,6 @@ use authz_store::{
 };
 use serde_json::json;
 use std::collections::HashSet;
-use std::panic::AssertUnwindSafe;
-
-use futures::FutureExt;
-use sqlx::{AssertSqlSafe, Connection, Executor};
 
 fn uid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -369,43 +365,17 @@ async fn events_suite(store: &SqlStore) {
     assert!(store.record_attempt(&later[0], &ok(ms)).await.unwrap());
 }
 
+async fn twice(store: std::sync::Arc<SqlStore>) {
+    events_suite(&store).await;
+    events_suite(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_events() {
-    let path = std::env::temp_dir().join(format!("authz-store-events-{}.db", uid()));
-    let url = format!("sqlite://{}", path.display());
-    let store = SqlStore::connect(&url, None).await.unwrap();
-    events_suite(&store).await;
-    events_suite(&store).await;
-    store.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
+    authz_store::testsuite::on_sqlite(twice).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_events() {
-    let Ok(url) = std::env::var("WEKEZA_TEST_POSTGRES_URL") else {
-        eprintln!("skipped PostgreSQL backend: WEKEZA_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    let schema = format!("authz_store_events_{}", uid());
-    let outcome = AssertUnwindSafe(async {
-        let store = SqlStore::connect(&url, Some(&schema)).await.unwrap();
-        events_suite(&store).await;
-        events_suite(&store).await;
-        store.close().await;
-    })
-    .catch_unwind()
-    .await;
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    conn.execute(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-    )))
-    .await
-    .unwrap();
-    if let Err(p) = outcome {
-        std::panic::resume_unwind(p);
-    }
+    authz_store::testsuite::on_postgres(twice).await;
 }

@@ -10,12 +10,8 @@ use core_bank::{
     TransactionQuery, generate,
 };
 use resource_server::ledger::{LedgerBank, seed_ledger};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use time::macros::date;
-
-use futures_util::FutureExt;
-use sqlx::{AssertSqlSafe, Connection, Executor};
 
 async fn every(bank: &dyn CoreBank, ids: &[AccountId], q: &TransactionQuery) -> Vec<Transaction> {
     let mut out = Vec::new();
@@ -221,40 +217,10 @@ async fn suite(store: Arc<SqlStore>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_ledger_transactions() {
-    let path =
-        std::env::temp_dir().join(format!("rs-ledger-tx-{}.db", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}", path.display());
-    let store = Arc::new(SqlStore::connect(&url, None).await.unwrap());
-    suite(store.clone()).await;
-    store.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
+    authz_store::testsuite::on_sqlite(suite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_ledger_transactions() {
-    let Ok(url) = std::env::var("WEKEZA_TEST_POSTGRES_URL") else {
-        eprintln!("skipped PostgreSQL backend: WEKEZA_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    let schema = format!("rs_ledger_tx_{}", uuid::Uuid::new_v4().simple());
-    let outcome = AssertUnwindSafe(async {
-        let store = Arc::new(SqlStore::connect(&url, Some(&schema)).await.unwrap());
-        suite(store.clone()).await;
-        store.close().await;
-    })
-    .catch_unwind()
-    .await;
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    conn.execute(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-    )))
-    .await
-    .unwrap();
-    if let Err(p) = outcome {
-        std::panic::resume_unwind(p);
-    }
+    authz_store::testsuite::on_postgres(suite).await;
 }
