@@ -9,7 +9,8 @@
 # env: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test), REDIS_URL
 #      (default redis://127.0.0.1:6379), NO_BUILD=1 to skip the release build,
 #      PAY_CLIENT=private_key_jwt to pay as the ES256-signing kit client (default
-#      tls_client_auth, PS256; responses are signed in the same algorithm, ADR 0020).
+#      tls_client_auth, PS256; responses are signed in the same algorithm, ADR 0020),
+#      PRESIGN=1 to sign the payment bodies before the timed phase (wekeza-load --presign).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 tgt="${CARGO_TARGET_DIR:-$repo/target}"
@@ -53,4 +54,4 @@ pids="$pid${rs:+,$rs}"
 echo "code $(cd "$repo" && git rev-parse --short HEAD); payments=$n accounts=$accounts connections=$conns; server pids $pids"
 "$tgt/release/wekeza-load" payments --kit "$dir/certs/sandbox/kit.json" --payments "$n" \
   --connections "$conns" --prepare-connections 16 --customers "$n" --server-pid "$pids" \
-  --client "${PAY_CLIENT:-tls_client_auth}"
+  --client "${PAY_CLIENT:-tls_client_auth}" ${PRESIGN:+--presign}

@@ -243,7 +243,10 @@ pub(crate) struct Leg {
 
 /// `RETURNING` columns of a statement updating a `ledger_accounts` row that fill
 /// [`Leg::watched`] and [`Leg::thresholds`] without a read of their own.
-pub(crate) const WATCH_RETURNING: &str = "(SELECT COUNT(*) FROM consent_accounts w      WHERE w.account_id = ledger_accounts.id) AS watchers,      (SELECT COUNT(*) FROM balance_thresholds w WHERE w.account_id = ledger_accounts.id)      AS thresholds";
+pub(crate) const WATCH_RETURNING: &str = "(SELECT COUNT(*) FROM consent_accounts w \
+     WHERE w.account_id = ledger_accounts.id) AS watchers, \
+     (SELECT COUNT(*) FROM balance_thresholds w WHERE w.account_id = ledger_accounts.id) \
+     AS thresholds";
 
 impl Leg {
     /// From a row with `balance` and the [`WATCH_RETURNING`] columns.

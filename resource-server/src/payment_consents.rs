@@ -203,8 +203,13 @@ pub(crate) async fn not_consumed<K: ConsentKind>(
     match own_consent::<K>(st, client_id, id).await {
         Ok((r, _)) if r.status == Stored::Authorised => match authorised_after(st, &r, now) {
             Err(e) => e,
-            // Authorised and within its lifetime, yet not consumable: not this customer's.
-            Ok(_) => ObError::forbidden("the consent was authorised by another customer"),
+            // Authorised and within its lifetime when read again, yet the guarded update
+            // found it otherwise a moment before: nothing was written; the TPP may retry.
+            Ok(_) => ObError::bad_request(
+                crate::error::codes::INVALID_CONSENT_STATUS,
+                "the consent could not be used by this request; nothing was paid",
+                "ConsentId",
+            ),
         },
         Ok((r, _)) => crate::payments::not_authorised(&r),
         Err(e) => e,
