@@ -42,7 +42,9 @@ taken=" "
 free_port() {
     local p
     for _ in $(seq 1 100); do
-        p=$(( (RANDOM % 20000) + 30000 ))
+        # Below the kernel's ephemeral range (32768+ here), where outgoing connections
+        # of anything else running could take the port between this check and the bind.
+        p=$(( (RANDOM % 12000) + 20000 ))
         [[ "$taken" == *" $p "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             taken+="$p "

@@ -20,8 +20,9 @@ redis="${REDIS_URL:-redis://127.0.0.1:6379}"
 plans='{sandbox={client_rate_per_second=1000000.0,client_burst=1000000,org_rate_per_second=1000000.0,org_burst=1000000,org_daily_quota=1000000000}}'
 [ -n "${NO_BUILD:-}" ] || (cd "$repo" && cargo build --release --locked -p authz-server -p loadtest)
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-web=$(( 20000 + RANDOM % 20000 ))
-while ! { port_free "$web" && port_free $((web + 1)) && port_free $((web + 2)); }; do web=$(( 20000 + RANDOM % 20000 )); done
+# Below the kernel's ephemeral range (32768+), so no outgoing connection takes a port.
+web=$(( 20000 + RANDOM % 12000 ))
+while ! { port_free "$web" && port_free $((web + 1)) && port_free $((web + 2)); }; do web=$(( 20000 + RANDOM % 12000 )); done
 dir="$(mktemp -d /tmp/wekeza-paybench.XXXXXX)"
 schema="paybench_$(date +%s)_$RANDOM"
 extra=()
