@@ -46,12 +46,22 @@ fn binary() -> PathBuf {
     b
 }
 
+/// A port free now, below the kernel's ephemeral range (32768+): the server binds it
+/// again after each SIGKILL, and an outgoing connection of this test (or of anything else)
+/// could otherwise be handed the same number in between.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Distinct per call within this process; the start varies with the process id.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 10_000) as u16;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 10_000, "no free port below 32768");
+        let port = 20_000 + (start + n) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Setup {
