@@ -498,7 +498,7 @@ async fn own_payment(st: &AppState, client_id: &str, id: &str) -> Result<Payment
 #[utoipa::path(post, path = "/open-banking/v4.0/pisp/domestic-payment-consents", tag = "Domestic Payments",
     request_body(content = ObWriteDomesticConsent, content_type = "application/json"),
     params(("x-idempotency-key" = String, Header, description = "Required; at most 40 characters; same key and body within 24 h returns the original consent"),
-        ("x-jws-signature" = String, Header, description = "Detached JWS (UK OB) over the exact body by a key in the client's registered jwks: PS256 or ES256, crit = OB iat, iss (client id), tan (the trust anchor). Required unless the platform is configured otherwise. The response carries one by the platform key in the AS JWKS")),
+        ("x-jws-signature" = String, Header, description = "Detached JWS (UK OB) over the exact body by a key in the client's registered jwks: PS256 or ES256, crit = OB iat, iss (client id), tan (the trust anchor). Required unless the platform is configured otherwise. The response carries one by a platform key in the AS JWKS: ES256 when the request was signed with ES256, PS256 otherwise (select by kid)")),
     responses(
         (status = 201, description = "Consent created, awaiting authorisation (AWAU); or the consent an earlier request with this key created", body = ObWriteDomesticConsentResponse),
         (status = 400, description = "Invalid body; the key was used with another request; x-jws-signature missing or invalid (UK.OBIE.Signature.*)", body = ObErrorResponse),
