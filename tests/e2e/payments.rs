@@ -1067,3 +1067,57 @@ async fn account_information_balances_show_payments() {
     assert_eq!(booked_minor(&after), booked_minor(&before) - 100_00);
     p.finish().await;
 }
+
+/// The load mode that spreads payments over many debtor accounts
+/// (`WEKEZA_SANDBOX_LOAD_ACCOUNTS`): load customer i banks as generated customer
+/// i mod N, with accounts of its own in the ledger, not the sandbox customer's.
+#[tokio::test]
+async fn spread_load_customers_bank_with_accounts_of_their_own() {
+    let p = TestPlatform::spawn_with(|c| {
+        (c.sandbox_load_customers, c.sandbox_load_accounts) = (4, 2);
+    })
+    .await;
+    let st = p.state();
+    let pool = p.kit.customer_pool.clone().expect("customer pool");
+    let bank_of = |username: String| async move {
+        let rec = st
+            .store
+            .find_customer_by_username(&username)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{username} exists"));
+        st.bank
+            .customer_for_subject(&rec.id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{username} is linked to a bank customer"))
+            .id
+    };
+    let alice = bank_of("alice".into()).await;
+    let mut banks = Vec::new();
+    for n in 1..=4 {
+        let b = bank_of(pool.username(n)).await;
+        let accounts = st.bank.accounts(&b).await.unwrap();
+        assert!(!accounts.is_empty(), "load customer {n} has accounts");
+        // Every account that can pay is in the ledger (credit cards are not ledger accounts).
+        for a in &accounts {
+            let in_ledger = ledger(&p).ledger_account(&a.id).await.unwrap().is_some();
+            assert_eq!(
+                in_ledger,
+                a.kind != core_bank::AccountKind::CreditCard,
+                "{} ({:?})",
+                a.id,
+                a.kind
+            );
+        }
+        banks.push(b);
+    }
+    assert_eq!(banks[0], banks[2], "i mod N");
+    assert_eq!(banks[1], banks[3], "i mod N");
+    assert_ne!(banks[0], banks[1], "two debtor customers");
+    assert!(
+        !banks.contains(&alice),
+        "not the sandbox customer's accounts"
+    );
+    p.finish().await;
+}
