@@ -57,12 +57,23 @@ fn by_id<'a>(list: &'a [Value], id: &str) -> Vec<&'a Value> {
     list.iter().filter(|t| t["TransactionId"] == id).collect()
 }
 
-#[tokio::test]
-async fn payments_are_booked_transactions_of_the_account() {
+/// A platform with alerts, a receiver for them, and the keys their SETs verify with.
+async fn with_receiver() -> (
+    wekeza_tests::TestPlatform,
+    Arc<ev::Inbox>,
+    ev::Receiver,
+    Vec<fapi_jose::Jwk>,
+) {
     let p = al::spawn().await;
     let inbox = Arc::new(ev::Inbox::default());
     let rx = ev::Receiver::start(&p, 0, inbox.clone()).await;
     let keys = ev::published_keys(&p).await;
+    (p, inbox, rx, keys)
+}
+
+#[tokio::test]
+async fn payments_are_booked_transactions_of_the_account() {
+    let (p, inbox, rx, keys) = with_receiver().await;
     let alice = pay::accounts_of(&p, "alice");
     let bob = pay::accounts_of(&p, "bob");
     let (acct, other_acct) = (&alice[0], &alice[1]);
@@ -290,10 +301,7 @@ async fn payments_are_booked_transactions_of_the_account() {
 /// amount, payee and reference.
 #[tokio::test]
 async fn file_payment_items_are_transactions_of_their_own() {
-    let p = al::spawn().await;
-    let inbox = Arc::new(ev::Inbox::default());
-    let rx = ev::Receiver::start(&p, 0, inbox.clone()).await;
-    let keys = ev::published_keys(&p).await;
+    let (p, inbox, rx, keys) = with_receiver().await;
     let alice = pay::accounts_of(&p, "alice");
     let bob = pay::accounts_of(&p, "bob");
     let acct = &alice[0];

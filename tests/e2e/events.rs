@@ -883,9 +883,10 @@ async fn hanging_receiver(p: &TestPlatform, inbox: Arc<Inbox>) -> (u16, Arc<Atom
     (port, seen)
 }
 
-#[tokio::test]
-async fn a_dispatcher_killed_mid_delivery_loses_nothing_and_parallel_dispatchers_never_double_deliver()
- {
+/// A platform that runs no dispatcher of its own, a receiver that holds every request
+/// (`seen` counts them), the TPP subscribed to it, a store for test dispatchers, and one
+/// event waiting for delivery (a revoked consent's).
+async fn one_event_for_a_hanging_receiver() -> Pending {
     let p = TestPlatform::spawn_with(|c| c.events_dispatcher = false).await;
     let inbox = Arc::new(Inbox::default());
     let (port, seen) = hanging_receiver(&p, inbox.clone()).await;
@@ -906,6 +907,39 @@ async fn a_dispatcher_killed_mid_delivery_loses_nothing_and_parallel_dispatchers
     )
     .await;
     assert_eq!(d.status, 204);
+    Pending {
+        p,
+        inbox,
+        seen,
+        store,
+        port,
+        id,
+    }
+}
+
+/// What [`one_event_for_a_hanging_receiver`] set up.
+struct Pending {
+    p: TestPlatform,
+    inbox: Arc<Inbox>,
+    seen: Arc<AtomicUsize>,
+    store: Arc<SqlStore>,
+    /// The hanging receiver's port.
+    port: u16,
+    /// The revoked consent.
+    id: String,
+}
+
+#[tokio::test]
+async fn a_dispatcher_killed_mid_delivery_loses_nothing_and_parallel_dispatchers_never_double_deliver()
+ {
+    let Pending {
+        p,
+        inbox,
+        seen,
+        store,
+        port,
+        id,
+    } = one_event_for_a_hanging_receiver().await;
 
     // Dispatcher A takes the delivery and is killed while the receiver holds the request.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -1176,26 +1210,13 @@ async fn subscriptions_per_client_are_bounded() {
 /// got the event twice (the flaky duplicate of the alerts test).
 #[tokio::test]
 async fn a_clock_step_during_a_delivery_does_not_send_it_again() {
-    let p = TestPlatform::spawn_with(|c| c.events_dispatcher = false).await;
-    let inbox = Arc::new(Inbox::default());
-    let (port, seen) = hanging_receiver(&p, inbox.clone()).await;
-    let s = subscribe(
-        &p,
-        &p.mtls,
-        Some(&format!("https://localhost:{port}/events")),
-    )
-    .await;
-    assert_eq!(s.status, 201, "{:?}", s.body);
-    let store = Arc::new(producer_store(&p).await);
-    let id = create_intent(&p, &p.mtls).await;
-    let d = call(
-        &p.mtls,
-        Method::DELETE,
-        &rs(&p, &format!("{AISP}/account-access-consents/{id}")),
-        None,
-    )
-    .await;
-    assert_eq!(d.status, 204);
+    let Pending {
+        p,
+        inbox,
+        seen,
+        store,
+        ..
+    } = one_event_for_a_hanging_receiver().await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // A 4 s attempt timeout: a 13 s lease, well inside the clock step below.
     let clock: Arc<dyn resource_server::Clock> = Arc::new(PlatformClock(p.clock.clone()));

@@ -138,17 +138,9 @@ async fn lapsed_payment_consents_move_once_and_cannot_be_authorised_or_used() {
     let r = tpp.par(&Pkce::new(), "st-a", "n-a", &extra).await.unwrap();
     assert_eq!(r.status, 400, "{:?}", r.body);
     assert_eq!(r.body["error"], "invalid_request");
-    let customer = p.customer();
-    let login = customer
-        .open(&tpp.authorize_url(par.str("request_uri").unwrap()))
-        .await
-        .unwrap();
-    let otp = p.fresh_otp();
-    let c = &p.kit.customer;
-    let page = customer
-        .sign_in(&login, &c.username, &c.password, &otp)
-        .await
-        .unwrap();
+    let (_, page) =
+        wekeza_tests::journey::kit_customer_signs_in_at(&p, tpp, par.str("request_uri").unwrap())
+            .await;
     assert_eq!(page.status, 400, "{}", page.html);
     assert!(
         page.html.contains("This payment cannot be approved"),

@@ -1005,17 +1005,9 @@ async fn account_information_balances_show_payments() {
     ];
     let par = tpp.par(&pkce, "s", "n", &extra).await.unwrap();
     assert_eq!(par.status, 201, "{:?}", par.body);
-    let customer = p.customer();
-    let login = customer
-        .open(&tpp.authorize_url(par.str("request_uri").unwrap()))
-        .await
-        .unwrap();
-    let otp = p.fresh_otp();
-    let c = &p.kit.customer;
-    let page = customer
-        .sign_in(&login, &c.username, &c.password, &otp)
-        .await
-        .unwrap();
+    let (customer, page) =
+        wekeza_tests::journey::kit_customer_signs_in_at(&p, tpp, par.str("request_uri").unwrap())
+            .await;
     let back = customer
         .decide_accounts(&page, true, &[from.id.as_str()])
         .await

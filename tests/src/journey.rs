@@ -51,16 +51,45 @@ pub async fn consent_page_as(
 ) -> (Customer, Page) {
     let r = par(tpp, pkce, ask, "openid payments").await;
     assert_eq!(r.status, 201, "PAR: {:?}", r.body);
+    sign_in_at(p, tpp, r.str("request_uri").unwrap(), username, || {
+        otp.to_owned()
+    })
+    .await
+}
+
+/// `username` (with the kit's password) opens the authorization request pushed as
+/// `request_uri` and signs in with the code `otp()` gives, asked for after the request is
+/// opened (a fresh code steps the platform clock, which must not age the pushed request
+/// first): the page that follows, whatever its status.
+pub async fn sign_in_at(
+    p: &TestPlatform,
+    tpp: &Tpp,
+    request_uri: &str,
+    username: &str,
+    otp: impl FnOnce() -> String,
+) -> (Customer, Page) {
     let customer = p.customer();
     let login = customer
-        .open(&tpp.authorize_url(r.str("request_uri").unwrap()))
+        .open(&tpp.authorize_url(request_uri))
         .await
         .unwrap();
     let page = customer
-        .sign_in(&login, username, &p.kit.customer.password, otp)
+        .sign_in(&login, username, &p.kit.customer.password, &otp())
         .await
         .unwrap();
     (customer, page)
+}
+
+/// [`sign_in_at`] for the kit's customer with a fresh code.
+pub async fn kit_customer_signs_in_at(
+    p: &TestPlatform,
+    tpp: &Tpp,
+    request_uri: &str,
+) -> (Customer, Page) {
+    sign_in_at(p, tpp, request_uri, &p.kit.customer.username, || {
+        p.fresh_otp()
+    })
+    .await
 }
 
 /// [`consent_page_as`] for the kit's customer with a fresh code (the page unchecked: tests
